@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Baseline benchmark of the real ``llama-index-workflows`` package (in-process).
+
+Must run from its OWN virtualenv (see run.sh): the package installs a top-level
+``workflows`` module that clashes with this project's ``workflows`` package.
+
+Measures microseconds per step execution for:
+  * a 10-step sequential chain (StartEvent -> E1 -> ... -> E9 -> StopEvent);
+  * fan-out/fan-in of width 100 and 1000 (1 dispatch step + width ``work``
+    executions + width ``collect`` executions per run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from importlib import metadata
+
+# Guard against accidentally importing the project's own ``workflows`` package.
+_here = os.path.dirname(os.path.abspath(__file__))
+_repo_root = os.path.dirname(os.path.dirname(_here))
+sys.path[:] = [
+    p for p in sys.path if os.path.abspath(p or os.getcwd()) not in (_here, _repo_root)
+]
+
+from workflows import Context, Workflow, step  # noqa: E402
+from workflows.events import Event, StartEvent, StopEvent  # noqa: E402
+
+SEQ_STEPS = 10
+
+
+# --------------------------------------------------------------------------
+# a. 10-step sequential workflow
+# --------------------------------------------------------------------------
+class E1(Event):
+    pass
+
+
+class E2(Event):
+    pass
+
+
+class E3(Event):
+    pass
+
+
+class E4(Event):
+    pass
+
+
+class E5(Event):
+    pass
+
+
+class E6(Event):
+    pass
+
+
+class E7(Event):
+    pass
+
+
+class E8(Event):
+    pass
+
+
+class E9(Event):
+    pass
+
+
+class Sequential10(Workflow):
+    @step
+    async def s0(self, ev: StartEvent) -> E1:
+        return E1()
+
+    @step
+    async def s1(self, ev: E1) -> E2:
+        return E2()
+
+    @step
+    async def s2(self, ev: E2) -> E3:
+        return E3()
+
+    @step
+    async def s3(self, ev: E3) -> E4:
+        return E4()
+
+    @step
+    async def s4(self, ev: E4) -> E5:
+        return E5()
+
+    @step
+    async def s5(self, ev: E5) -> E6:
+        return E6()
+
+    @step
+    async def s6(self, ev: E6) -> E7:
+        return E7()
+
+    @step
+    async def s7(self, ev: E7) -> E8:
+        return E8()
+
+    @step
+    async def s8(self, ev: E8) -> E9:
+        return E9()
+
+    @step
+    async def s9(self, ev: E9) -> StopEvent:
+        return StopEvent(result="done")
+
+
+# --------------------------------------------------------------------------
+# b. fan-out / fan-in via ctx.send_event + ctx.collect_events
+# --------------------------------------------------------------------------
+class Item(Event):
+    i: int
+
+
+class Done(Event):
+    i: int
+
+
+class FanOut(Workflow):
+    def __init__(self, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+
+    @step
+    async def dispatch(self, ctx: Context, ev: StartEvent) -> Item | None:
+        for i in range(self.width):
+            ctx.send_event(Item(i=i))
+        return None
+
+    @step(num_workers=100)
+    async def work(self, ev: Item) -> Done:
+        return Done(i=ev.i)
+
+    @step
+    async def collect(self, ctx: Context, ev: Done) -> StopEvent | None:
+        got = ctx.collect_events(ev, [Done] * self.width)
+        if got is None:
+            return None
+        return StopEvent(result=sum(e.i for e in got))
+
+
+# --------------------------------------------------------------------------
+async def bench_sequential(runs: int, warmup: int) -> dict:
+    wf = Sequential10(timeout=600)
+    for _ in range(warmup):
+        assert await wf.run() == "done"
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        await wf.run()
+    dt = time.perf_counter() - t0
+    return {
+        "runs": runs,
+        "total_s": round(dt, 4),
+        "us_per_step": round(dt / (runs * SEQ_STEPS) * 1e6, 2),
+    }
+
+
+async def bench_fanout(width: int, repeat: int, warmup: int) -> dict:
+    wf = FanOut(width, timeout=600)
+    expected = width * (width - 1) // 2
+    for _ in range(warmup):
+        assert await wf.run() == expected
+    execs = 1 + width + width
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        res = await wf.run()
+        dt = time.perf_counter() - t0
+        assert res == expected, (res, expected)
+        samples.append(dt)
+    return {
+        "repeat": repeat,
+        "step_executions_per_run": execs,
+        "run_s": [round(s, 4) for s in samples],
+        "median_run_s": round(statistics.median(samples), 4),
+        "us_per_step": round(statistics.median(samples) / execs * 1e6, 2),
+    }
+
+
+async def main_async(args) -> dict:
+    seq = await bench_sequential(args.seq_runs, args.seq_warmup)
+    f100 = await bench_fanout(100, args.repeat_100 or max(args.repeat, 5), 1)
+    f1000 = await bench_fanout(1000, args.repeat, args.warmup_1000)
+    return {
+        "impl": "llama-index-workflows",
+        "version": metadata.version("llama-index-workflows"),
+        "python": platform.python_version(),
+        "sequential_10_us_per_step": seq["us_per_step"],
+        "fanout_100_us_per_step": f100["us_per_step"],
+        "fanout_1000_us_per_step": f1000["us_per_step"],
+        "details": {"sequential_10": seq, "fanout_100": f100, "fanout_1000": f1000},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seq-runs", type=int, default=200)
+    ap.add_argument("--seq-warmup", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="timed runs of the 1000-wide fan-out (100-wide uses max(repeat, 5))")
+    ap.add_argument("--repeat-100", type=int, default=0)
+    ap.add_argument("--warmup-1000", type=int, default=0)
+    ap.add_argument("--out", default=None, help="also write the JSON result here")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    result = asyncio.run(main_async(args))
+    result["script_wall_s"] = round(time.perf_counter() - t0, 2)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The pure core both runtimes drive: routing, fan-in, step outcomes and what follows them.
+
+No I/O here. A runtime executes a step, hands the outcome to :func:`react`, and carries out the
+commands it gets back — the in-process runtime with asyncio, the Celery runtime with tasks and
+Redis writes. That is why both run the same workflows the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workflows._engine.graph import WorkflowSpec
+from workflows.codec import encode_event
+from workflows.errors import BatonError, ErrorInfo, StepFailedError, WorkflowTimeoutError
+from workflows.events import Event, StepFailedEvent, StopEvent
+from workflows.step import StepSpec
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An event on its way to one step; fan-out batches carry their id, index and size."""
+
+    step: str
+    event: Event
+    invocation_id: str
+    batch: tuple[str, int, int] | None = None
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    deliveries: tuple[Delivery, ...]
+
+
+@dataclass(frozen=True)
+class CompleteRun:
+    result: Any
+    stop_event: StopEvent
+
+
+@dataclass(frozen=True)
+class FailRun:
+    error: ErrorInfo
+
+
+@dataclass(frozen=True)
+class RetryStep:
+    delay: float
+    attempt: int
+
+
+Command = Dispatch | CompleteRun | FailRun | RetryStep
+
+
+@dataclass
+class Emitted:
+    """Events a step produced, in order; ``batch`` is set when the step returned a list."""
+
+    events: list[Event] = field(default_factory=list)
+    batch: bool = False
+
+
+def child_id(parent: str, index: int | str) -> str:
+    """A deterministic invocation id, so a redelivered step dispatches the same successors."""
+    return hashlib.blake2s(f"{parent}/{index}".encode(), digest_size=9).hexdigest()
+
+
+def normalize_output(result: Any) -> Emitted:
+    if result is None:
+        return Emitted()
+    if isinstance(result, list):
+        return Emitted([e for e in result if isinstance(e, Event)], batch=True)
+    if isinstance(result, Event):
+        return Emitted([result])
+    raise StepFailedError(f"a step returned {type(result).__name__}, not an Event or None")
+
+
+def route(
+    spec: WorkflowSpec, parent_inv: str, events: Sequence[tuple[Event, str | None]], batch: bool,
+    start_index: int = 0,
+) -> list[Delivery]:
+    """Deliveries for emitted events: each to every step accepting it (or the one named).
+
+    A batch is addressed by the emitting invocation, so the list-taking step collects it.
+    """
+    out: list[Delivery] = []
+    size = len(events)
+    for i, (event, only) in enumerate(events):
+        for s in spec.steps_for(type(event)):
+            if only is not None and s.name != only:
+                continue
+            inv = child_id(parent_inv, start_index + len(out))
+            tag = (parent_inv, i, size) if batch and s.batch else None
+            out.append(Delivery(s.name, event, inv, tag))
+    return out
+
+
+def react_to_output(spec: WorkflowSpec, inv_id: str, emitted: Emitted) -> list[Command]:
+    """After a step succeeded: complete the run on a StopEvent, else dispatch what it emitted."""
+    for event in emitted.events:
+        if isinstance(event, StopEvent):
+            return [CompleteRun(_result_of(event), event)]
+    deliveries = route(spec, inv_id, [(e, None) for e in emitted.events], emitted.batch)
+    return [Dispatch(tuple(deliveries))] if deliveries else []
+
+
+def route_sent(spec: WorkflowSpec, inv_id: str, pos: int, event: Event, only: str | None
+               ) -> list[Delivery]:
+    """Deliveries for an event sent with ``ctx.send_event`` as the step's effect number ``pos``."""
+    return route(spec, f"{inv_id}/s{pos}", [(event, only)], batch=False)
+
+
+def react_to_failure(
+    spec: WorkflowSpec, step: StepSpec, inv_id: str, event: Event | list[Event],
+    exc: BaseException, attempt: int,
+) -> list[Command]:
+    """After a step raised: retry under its policy, hand it to an error handler, or fail the run."""
+    retryable = not isinstance(exc, BatonError) or exc.retryable
+    if isinstance(exc, WorkflowTimeoutError):
+        retryable = True
+    policy = step.options.retry
+    if retryable and policy.allows(attempt + 1):
+        return [RetryStep(policy.delay_before(attempt + 1), attempt + 1)]
+    info = step_error_info(step, exc, attempt)
+    handler_event = StepFailedEvent(
+        step_name=step.name, error=info, attempts=attempt, input_event=_event_data(event)
+    )
+    handlers = [s for s in spec.steps_for(StepFailedEvent) if _handles(s, step.name)]
+    if handlers and not isinstance(event, StepFailedEvent):
+        deliveries = [Delivery(h.name, handler_event, child_id(inv_id, 0)) for h in handlers[:1]]
+        return [Dispatch(tuple(deliveries))]
+    return [FailRun(info)]
+
+
+def step_error_info(step: StepSpec, exc: BaseException, attempts: int) -> ErrorInfo:
+    details: dict[str, Any] = {"step": step.qualname, "cause_type": type(exc).__name__}
+    if isinstance(exc, BatonError):
+        details["cause"] = exc.to_info(attempts).model_dump()
+    return ErrorInfo(
+        type="StepFailedError",
+        message=f"step {step.qualname} failed after {attempts} attempt(s): "
+        f"{type(exc).__name__}: {exc}",
+        attempts=attempts, retryable=False, details=details,
+    )
+
+
+def collect_match(buffer: Sequence[str], expected: Sequence[str]) -> list[int] | None:
+    """Which buffered entries (by tag, in arrival order) fill ``expected``; None if not all in.
+
+    The Celery runtime runs the same rule as a Lua script, atomically in Redis.
+    """
+    used: set[int] = set()
+    chosen: list[int] = []
+    for tag in expected:
+        for i, have in enumerate(buffer):
+            if i not in used and have == tag:
+                used.add(i)
+                chosen.append(i)
+                break
+        else:
+            return None
+    return chosen
+
+
+def _handles(handler: StepSpec, failed_step: str) -> bool:
+    only = getattr(handler.fn, "__baton_catch__", None)
+    return only is None or failed_step in only
+
+
+def _event_data(event: Event | list[Event]) -> dict[str, Any]:
+    if isinstance(event, list):
+        return {"batch": [encode_event(e) for e in event]}
+    return encode_event(event)
+
+
+def _result_of(event: StopEvent) -> Any:
+    return event.result if type(event) is StopEvent else event

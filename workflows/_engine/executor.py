@@ -1,0 +1,116 @@
+"""Runs one step invocation and reports how it ended: completed, suspended or failed.
+
+A step suspends when it awaits something the runtime cannot answer yet (a distributed tool
+call, a child workflow, an external event). The runtime registers the call and parks the
+awaiting coroutine; once the step can make no more progress, it is cancelled and reported as
+suspended with every call it started — so calls awaited together with ``asyncio.gather``
+are dispatched together. The step is later replayed from its journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from workflows._engine.core import Emitted, normalize_output
+from workflows._engine.runtime import Invocation
+from workflows.errors import WorkflowTimeoutError
+from workflows.step import StepSpec
+
+_SETTLE_TICKS = 3
+
+
+@dataclass
+class Completed:
+    emitted: Emitted
+
+
+@dataclass
+class Failed:
+    error: BaseException
+
+
+@dataclass
+class Suspended:
+    calls: list[Any] = field(default_factory=list)
+
+
+Outcome = Completed | Failed | Suspended
+
+
+class Parking:
+    """Where a runtime parks calls it cannot answer yet, and how the executor notices."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+        self.wake: asyncio.Future[None] | None = None
+
+    async def park(self, call: Any) -> Any:
+        """Register ``call`` and wait forever (the step is cancelled and replayed later)."""
+        self.calls.append(call)
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
+        await asyncio.get_running_loop().create_future()
+
+
+async def execute(
+    instance: Any, spec: StepSpec, ctx: Any, inv: Invocation, parking: Parking | None
+) -> Outcome:
+    """Run the step body once (bounded by its timeout) and classify the result."""
+    args: list[Any] = [ctx] if spec.takes_ctx else []
+    coro = spec.fn(instance, *args, inv.event)
+    if spec.options.timeout is not None:
+        coro = asyncio.wait_for(coro, spec.options.timeout)
+    if parking is None:
+        return await _plain(spec, coro)
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(coro)
+    parking.wake = wake = loop.create_future()
+    task.add_done_callback(lambda _: wake.done() or wake.set_result(None))
+    await wake
+    if not task.done():
+        await _settle(task, parking)
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return Suspended(list(parking.calls))
+    return _classify(spec, task)
+
+
+async def _plain(spec: StepSpec, coro: Any) -> Outcome:
+    try:
+        return Completed(normalize_output(await coro))
+    except TimeoutError:
+        return Failed(_timeout(spec))
+    except Exception as exc:
+        return Failed(exc)
+
+
+async def _settle(task: asyncio.Task[Any], parking: Parking) -> None:
+    """Let siblings in a gather register their calls before the step is parked."""
+    seen, quiet = len(parking.calls), 0
+    while quiet < _SETTLE_TICKS and not task.done():
+        await asyncio.sleep(0)
+        quiet = quiet + 1 if len(parking.calls) == seen else 0
+        seen = len(parking.calls)
+
+
+def _classify(spec: StepSpec, task: asyncio.Task[Any]) -> Outcome:
+    if task.cancelled():
+        return Failed(asyncio.CancelledError())
+    exc = task.exception()
+    if isinstance(exc, TimeoutError):
+        return Failed(_timeout(spec))
+    if exc is not None:
+        return Failed(exc)
+    try:
+        return Completed(normalize_output(task.result()))
+    except Exception as err:
+        return Failed(err)
+
+
+def _timeout(spec: StepSpec) -> WorkflowTimeoutError:
+    return WorkflowTimeoutError(
+        f"step {spec.qualname} timed out after {spec.options.timeout}s", step=spec.qualname
+    )

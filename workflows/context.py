@@ -1,0 +1,205 @@
+"""The Context a step receives: the same API in-process and distributed.
+
+Every call that waits for the world (tools, child workflows, external events, store reads,
+fan-in) gets a deterministic call id from its position in the step and is journaled, so a step
+that is resumed or redelivered replays to where it was without repeating anything. Effects
+(``send_event``, stream writes) are numbered the same way and applied once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from workflows._engine.runtime import MISSING, Invocation, StepBackend
+from workflows.codec import decode_event, to_jsonable
+from workflows.errors import ErrorInfo, PayloadError, UnknownWorkflowError
+from workflows.events import Event, StartEvent
+from workflows.step import Mode
+from workflows.tools import get_tool, tool_error_from_info
+
+
+class ToolResult(BaseModel):
+    """A tool call's outcome as data: the value, or the error."""
+
+    ok: bool
+    value: Any = None
+    error: ErrorInfo | None = None
+
+
+class Store:
+    """Run-scoped JSON state. Keys may be dotted paths (``"a.b"``)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    async def get(self, path: str, default: Any = MISSING) -> Any:
+        """The value at ``path``; a missing key without a default raises ValueError."""
+        call_id = self._ctx._next_call_id()
+        entry = self._ctx._inv.journal.get(call_id)
+        if entry is None:
+            head, _, rest = path.partition(".")
+            value = await self._ctx._backend.store_get(head)
+            value = _descend(value, rest) if rest and value is not MISSING else value
+            entry = {"ok": value} if value is not MISSING else {"missing": True}
+            self._ctx._inv.journal[call_id] = entry
+        if "missing" in entry:
+            if default is MISSING:
+                raise ValueError(f"no value in the store at {path!r}")
+            return default
+        return entry["ok"]
+
+    async def set(self, path: str, value: Any) -> None:
+        """Set ``path`` to a JSON value (dotted paths create nested objects)."""
+        value = to_jsonable(value)
+        head, _, rest = path.partition(".")
+        if rest:
+            current = await self._ctx._backend.store_get(head)
+            container = current if isinstance(current, dict) else {}
+            _assign(container, rest, value)
+            value = container
+        await self._ctx._backend.store_set(head, value)
+
+    async def delete(self, key: str) -> None:
+        await self._ctx._backend.store_delete(key)
+
+
+class Context:
+    """What a step uses to reach its run: store, events, tools, child workflows."""
+
+    def __init__(self, backend: StepBackend, invocation: Invocation) -> None:
+        self._backend = backend
+        self._inv = invocation
+        self._seq = 0
+        self._fx = 0
+        self.store = Store(self)
+
+    @property
+    def run_id(self) -> str:
+        return self._backend.run_id
+
+    @property
+    def attempt(self) -> int:
+        """This step's attempt number (1 on the first try)."""
+        return self._inv.attempt
+
+    def _next_call_id(self) -> str:
+        self._seq += 1
+        return f"{self._inv.id}.{self._seq}"
+
+    def _effect(self, kind: str, event: Event, step: str | None = None) -> None:
+        pos, self._fx = self._fx, self._fx + 1
+        if pos >= self._inv.effects_done:
+            self._backend.effect(self._inv, pos, kind, event, step)
+
+    def send_event(self, event: Event, step: str | None = None) -> None:
+        """Emit an event into the run (to ``step`` only, when named): the fan-out primitive."""
+        self._effect("send", event, step)
+
+    def write_event_to_stream(self, event: Event) -> None:
+        """Publish an event to the run's stream without routing it to steps."""
+        self._effect("stream", event)
+
+    def collect_events(
+        self, event: Event, expected: list[type[Event]], buffer_id: str | None = None
+    ) -> list[Event] | None:
+        """Buffer ``event``; return the events matching ``expected`` once all are in, else None.
+
+        Decided atomically by the runtime, so exactly one invocation receives the full set.
+        """
+        call_id = self._next_call_id()
+        entry = self._inv.journal.get(call_id)
+        if entry is None:
+            tags = [e.type_tag for e in expected]
+            buffer = buffer_id or f"{self._inv.step}:" + ",".join(sorted(set(tags)))
+            got = self._backend.collect(self._inv, call_id, buffer, event, tags)
+            return got
+        if entry.get("ok") is None:
+            return None
+        return [decode_event(e) for e in entry["ok"]]
+
+    async def call_tool(self, name: str, /, **kwargs: Any) -> Any:
+        """Call a registered tool; its failure raises ToolError (type, message, attempts)."""
+        spec = get_tool(name)
+        call_id = self._next_call_id()
+        entry = self._inv.journal.get(call_id)
+        if entry is None:
+            return await self._backend.call_tool(self._inv, call_id, spec, kwargs)
+        if "error" in entry:
+            raise tool_error_from_info(ErrorInfo.model_validate(entry["error"]))
+        return entry["ok"]
+
+    async def try_tool(self, name: str, /, **kwargs: Any) -> ToolResult:
+        """Like call_tool, but a failure comes back as data instead of an exception."""
+        from workflows.errors import ToolError
+
+        try:
+            return ToolResult(ok=True, value=await self.call_tool(name, **kwargs))
+        except ToolError as exc:
+            return ToolResult(ok=False, error=exc.to_info(exc.attempts))
+
+    async def run_workflow(
+        self, workflow: Any, start_event: StartEvent | None = None, /, *,
+        mode: Mode | None = None, **kwargs: Any,
+    ) -> Any:
+        """Run a child workflow and return its result; its failure raises ChildWorkflowError."""
+        from workflows.errors import ChildWorkflowError
+        from workflows.workflow import get_workflow
+
+        name = workflow if isinstance(workflow, str) else getattr(workflow, "name", "")
+        cls = get_workflow(name)
+        if cls is None:
+            raise UnknownWorkflowError(f"no workflow named {name!r}")
+        start = start_event if start_event is not None else cls.make_start_event(**kwargs)
+        call_id = self._next_call_id()
+        entry = self._inv.journal.get(call_id)
+        if entry is None:
+            return await self._backend.run_child(self._inv, call_id, name, start, mode)
+        if "error" in entry:
+            info = ErrorInfo.model_validate(entry["error"])
+            raise ChildWorkflowError(
+                f"child workflow {name} failed: {info.type}: {info.message}",
+                workflow=name, child_error=info.model_dump(),
+            )
+        return entry["ok"]
+
+    async def wait_for_event(
+        self, event_type: type[Event], waiter_event: Event | None = None,
+        waiter_id: str | None = None, requirements: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Event:
+        """Pause until an event of ``event_type`` (matching ``requirements``) is sent to the run.
+
+        ``waiter_event`` is published to the stream (and the root run's stream) so a human or
+        another system knows what is asked. No worker is held while the run waits.
+        """
+        del waiter_id, timeout  # accepted for LlamaIndex compatibility
+        call_id = self._next_call_id()
+        entry = self._inv.journal.get(call_id)
+        if entry is None:
+            return await self._backend.wait_event(
+                self._inv, call_id, event_type, waiter_event, dict(requirements or {})
+            )
+        event = decode_event(entry["event"])
+        if not isinstance(event, event_type):
+            raise PayloadError(f"expected {event_type.__name__}, got {type(event).__name__}")
+        return event
+
+
+def _descend(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def _assign(container: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    for part in parts[:-1]:
+        nxt = container.get(part)
+        if not isinstance(nxt, dict):
+            nxt = container[part] = {}
+        container = nxt
+    container[parts[-1]] = value

@@ -1,0 +1,200 @@
+"""Tools: typed functions a step calls by name, in-process or as their own Celery task.
+
+Arguments are validated by pydantic from the function's signature; each tool exports a JSON
+schema (what an LLM function-calling agent needs). A tool that declares a parameter typed
+:class:`ToolContext` receives the call's stable idempotency key and attempt number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from workflows.codec import to_jsonable
+from workflows.errors import (
+    BatonError,
+    ErrorInfo,
+    PayloadError,
+    ToolError,
+    ToolTimeout,
+    UnknownToolError,
+    WorkflowDefinitionError,
+)
+from workflows.retry import NO_RETRY, Retry
+from workflows.step import Mode
+
+F = TypeVar("F", bound=Callable[..., Any])
+_TOOLS: dict[str, ToolSpec] = {}
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """Given to a tool that asks for it: ``call_id`` is the same on every attempt of one call."""
+
+    call_id: str
+    attempt: int
+    tool: str
+
+
+@dataclass
+class ToolSpec:
+    """A registered tool."""
+
+    name: str
+    fn: Callable[..., Any]
+    args_model: type[BaseModel]
+    ctx_param: str | None
+    queue: str | None
+    timeout: float | None
+    retry: Retry
+    mode: Mode | None
+    description: str
+
+    def json_schema(self) -> dict[str, Any]:
+        """OpenAI-style function schema: name, description, parameters."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.args_model.model_json_schema(),
+        }
+
+    def validate_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            model = self.args_model.model_validate(args)
+        except ValidationError as exc:
+            raise ToolError(
+                f"invalid arguments for tool {self.name}: {exc}",
+                tool=self.name, type="InvalidArguments", retryable=False,
+            ) from exc
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    async def invoke_once(self, args: dict[str, Any], call_id: str, attempt: int) -> Any:
+        """One attempt: validate, call (bounded by the timeout), check the result is JSON."""
+        kwargs = self.validate_args(args)
+        if self.ctx_param:
+            kwargs[self.ctx_param] = ToolContext(call_id, attempt, self.name)
+        try:
+            result = await asyncio.wait_for(self._call(kwargs), self.timeout)
+        except TimeoutError:
+            raise ToolTimeout(
+                f"tool {self.name} timed out after {self.timeout}s", tool=self.name,
+                type="ToolTimeout",
+            ) from None
+        try:
+            return to_jsonable(result)
+        except PayloadError as exc:
+            raise ToolError(str(exc), tool=self.name, type="PayloadError") from exc
+
+    async def _call(self, kwargs: dict[str, Any]) -> Any:
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(**kwargs)
+        if self.timeout is None:
+            return self.fn(**kwargs)
+        return await asyncio.to_thread(self.fn, **kwargs)
+
+    async def invoke(self, args: dict[str, Any], call_id: str) -> Any:
+        """Every attempt under the retry policy; the last failure is raised as a ToolError."""
+        attempt = 1
+        while True:
+            try:
+                return await self.invoke_once(args, call_id, attempt)
+            except Exception as exc:
+                error = as_tool_error(self.name, exc, attempt)
+                if not (error.retryable and self.retry.allows(attempt + 1)):
+                    raise error from exc
+            attempt += 1
+            await asyncio.sleep(self.retry.delay_before(attempt))
+
+
+def as_tool_error(tool: str, exc: BaseException, attempts: int) -> ToolError:
+    """Any exception from a tool, as a ToolError carrying type, message and attempts."""
+    if isinstance(exc, ToolError):
+        exc.attempts = attempts
+        exc.details["attempts"] = attempts
+        return exc
+    kind = type(exc).__name__
+    retryable = not isinstance(exc, BatonError) or exc.retryable
+    return ToolError(str(exc), tool=tool, type=kind, attempts=attempts, retryable=retryable)
+
+
+def tool_error_from_info(info: ErrorInfo) -> ToolError:
+    details = dict(info.details)
+    details["attempts"] = info.attempts
+    cls = ToolTimeout if details.get("type") == "ToolTimeout" else ToolError
+    return cls(info.message, **details)
+
+
+@overload
+def tool(fn: F, /) -> F: ...
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    timeout: float | None = None,
+    retry: Retry | None = None,
+    mode: Mode | None = None,
+) -> Callable[[F], F]: ...
+
+
+def tool(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    timeout: float | None = None,
+    retry: Retry | None = None,
+    mode: Mode | None = None,
+) -> F | Callable[[F], F]:
+    """Register a typed function as a tool (bare, or with options)."""
+
+    def register(f: F) -> F:
+        spec = _build(f, name or f.__name__, queue, timeout, retry or NO_RETRY, mode)
+        _TOOLS[spec.name] = spec
+        f.__baton_tool__ = spec  # type: ignore[attr-defined]
+        return f
+
+    return register(fn) if fn is not None else register
+
+
+def _build(
+    fn: Callable[..., Any], name: str, queue: str | None, timeout: float | None,
+    retry: Retry, mode: Mode | None,
+) -> ToolSpec:
+    hints = typing.get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    ctx_param = None
+    for param in inspect.signature(fn).parameters.values():
+        hint = hints.get(param.name, Any)
+        if hint is ToolContext:
+            ctx_param = param.name
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise WorkflowDefinitionError(f"tool {name}: *args/**kwargs are not supported")
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (hint, default)
+    model = create_model(  # type: ignore[call-overload]
+        f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    doc = inspect.getdoc(fn) or ""
+    return ToolSpec(name, fn, model, ctx_param, queue, timeout, retry, mode, doc)
+
+
+def get_tool(name: str) -> ToolSpec:
+    """The tool registered as ``name``; an unregistered name is a clear error."""
+    try:
+        return _TOOLS[name]
+    except KeyError:
+        known = ", ".join(sorted(_TOOLS)) or "none"
+        raise UnknownToolError(f"no tool named {name!r} (registered: {known})", tool=name) from None
+
+
+def all_tools() -> dict[str, ToolSpec]:
+    return dict(_TOOLS)
