@@ -102,9 +102,9 @@ def build_spec(workflow: str, name: str, fn: Callable[..., Any], options: StepOp
         if _is_context(hint) or (hint is None and param.name in {"ctx", "context"}):
             takes_ctx = True
             continue
-        types_, batch = _event_types(hint)
+        types_, is_list = _event_types(hint)
         if types_:
-            event_param, accepts = param.name, types_
+            event_param, accepts, batch = param.name, types_, is_list
     if not accepts:
         problems.append(f"{culprit}: no parameter is annotated with an Event type")
     emits, returns_list = _event_types(hints.get("return"))

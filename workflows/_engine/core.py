@@ -21,12 +21,11 @@ from workflows.step import StepSpec
 
 @dataclass(frozen=True)
 class Delivery:
-    """An event on its way to one step; fan-out batches carry their id, index and size."""
+    """An event (or, for a step taking ``list[E]``, a whole fan-out batch) on its way to a step."""
 
     step: str
-    event: Event
+    event: Event | list[Event]
     invocation_id: str
-    batch: tuple[str, int, int] | None = None
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -82,21 +81,24 @@ def normalize_output(result: Any) -> Emitted:
 
 def route(
     spec: WorkflowSpec, parent_inv: str, events: Sequence[tuple[Event, str | None]], batch: bool,
-    start_index: int = 0,
 ) -> list[Delivery]:
     """Deliveries for emitted events: each to every step accepting it (or the one named).
 
-    A batch is addressed by the emitting invocation, so the list-taking step collects it.
+    When a step returned a list, a step taking ``list[E]`` receives the matching events as one
+    batch — the emitting step holds the whole batch, so no fan-in state is needed.
     """
     out: list[Delivery] = []
-    size = len(events)
-    for i, (event, only) in enumerate(events):
+    batches: dict[str, list[Event]] = {}
+    for event, only in events:
         for s in spec.steps_for(type(event)):
             if only is not None and s.name != only:
                 continue
-            inv = child_id(parent_inv, start_index + len(out))
-            tag = (parent_inv, i, size) if batch and s.batch else None
-            out.append(Delivery(s.name, event, inv, tag))
+            if batch and s.batch:
+                batches.setdefault(s.name, []).append(event)
+            elif not s.batch:
+                out.append(Delivery(s.name, event, child_id(parent_inv, len(out))))
+    for name, items in batches.items():
+        out.append(Delivery(name, items, child_id(parent_inv, f"b{name}")))
     return out
 
 

@@ -70,7 +70,7 @@ class WorkflowHandler:
         await _settled(run)
         if run.done.done() or not run.waiters:
             raise InvalidInputError("only a run that is waiting for an event can be snapshotted")
-        if any(w.run is not run for w in run.waiters) or run.batches:
+        if any(w.run is not run for w in run.waiters):
             raise InvalidInputError("a run waiting inside a child workflow cannot be snapshotted")
         return {
             "version": SNAPSHOT_VERSION,

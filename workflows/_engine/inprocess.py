@@ -61,7 +61,6 @@ class InProcessRun:
         self.root = root or self
         self.store: dict[str, Any] = {}
         self.buffers: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        self.batches: dict[tuple[str, str], dict[int, Event]] = {}
         self.waiters: list[Waiter] = []
         self.log: list[Event] = []
         self.stream: asyncio.Queue[Event | None] = asyncio.Queue()
@@ -81,20 +80,7 @@ class InProcessRun:
 
     def dispatch(self, deliveries: list[core.Delivery] | tuple[core.Delivery, ...]) -> None:
         for d in deliveries:
-            if d.batch is not None:
-                self._add_to_batch(d)
-            else:
-                self.schedule(Invocation(d.invocation_id, d.step, d.event))
-
-    def _add_to_batch(self, d: core.Delivery) -> None:
-        assert d.batch is not None
-        batch_id, index, size = d.batch
-        got = self.batches.setdefault((d.step, batch_id), {})
-        got[index] = d.event
-        if len(got) == size:
-            del self.batches[(d.step, batch_id)]
-            events = [got[i] for i in range(size)]
-            self.schedule(Invocation(d.invocation_id, d.step, events))
+            self.schedule(Invocation(d.invocation_id, d.step, d.event))
 
     def schedule(self, inv: Invocation) -> None:
         if self.done.done():

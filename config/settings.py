@@ -1,0 +1,54 @@
+"""Baton's settings: read from the environment (``BATON_*``) or a ``.env`` file, checked at start.
+
+Only this package reads the environment. A wrong value fails at start-up with the variable named.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
+
+
+class Settings(BaseSettings):
+    """Every knob of a Baton deployment, with the ``BATON_`` prefix (``BATON_REDIS_URL``, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="BATON_", env_file=".env", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None, description="Redis for broker, run state and events; unset: `baton up` "
+        "and the demo start a private redis-server."
+    )
+    key_prefix: str = Field(default="baton", pattern=r"^[A-Za-z0-9_.-]+$")
+    retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    default_mode: Literal["inprocess", "distributed"] = "distributed"
+    imports: list[str] = Field(default_factory=lambda: ["examples"])
+    topology_file: Path = DEFAULT_TOPOLOGY
+    max_payload_bytes: int = Field(default=1_000_000, gt=0)
+    max_time_limit: float = Field(default=600.0, gt=0, description="longest step/tool time limit")
+    flower_user: str = "baton"
+    flower_password: SecretStr = SecretStr("change-me")
+    flower_port: int = 5555
+    metrics_port: int = 9808
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("BATON_REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Longer than any time limit, so a running late-ack task is never redelivered."""
+        return int(self.max_time_limit) + 60
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
