@@ -8,7 +8,7 @@ that is resumed or redelivered replays to where it was without repeating anythin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -18,6 +18,8 @@ from workflows.errors import ErrorInfo, PayloadError, UnknownWorkflowError
 from workflows.events import Event, StartEvent
 from workflows.step import Mode
 from workflows.tools import get_tool, tool_error_from_info
+
+E = TypeVar("E", bound=Event)
 
 
 class ToolResult(BaseModel):
@@ -165,10 +167,10 @@ class Context:
         return entry["ok"]
 
     async def wait_for_event(
-        self, event_type: type[Event], waiter_event: Event | None = None,
+        self, event_type: type[E], waiter_event: Event | None = None,
         waiter_id: str | None = None, requirements: dict[str, Any] | None = None,
         timeout: float | None = None,
-    ) -> Event:
+    ) -> E:
         """Pause until an event of ``event_type`` (matching ``requirements``) is sent to the run.
 
         ``waiter_event`` is published to the stream (and the root run's stream) so a human or
@@ -178,9 +180,10 @@ class Context:
         call_id = self._next_call_id()
         entry = self._inv.journal.get(call_id)
         if entry is None:
-            return await self._backend.wait_event(
+            answer = await self._backend.wait_event(
                 self._inv, call_id, event_type, waiter_event, dict(requirements or {})
             )
+            return answer  # type: ignore[return-value]  # the runtime matched event_type
         event = decode_event(entry["event"])
         if not isinstance(event, event_type):
             raise PayloadError(f"expected {event_type.__name__}, got {type(event).__name__}")

@@ -74,13 +74,22 @@ class ToolSpec:
             ) from exc
         return {name: getattr(model, name) for name in type(model).model_fields}
 
-    async def invoke_once(self, args: dict[str, Any], call_id: str, attempt: int) -> Any:
-        """One attempt: validate, call (bounded by the timeout), check the result is JSON."""
+    async def invoke_once(
+        self, args: dict[str, Any], call_id: str, attempt: int, in_worker: bool = False
+    ) -> Any:
+        """One attempt: validate, call (bounded by the timeout), check the result is JSON.
+
+        In a worker a sync tool runs on the task's own thread, where Celery's soft time limit
+        interrupts it; elsewhere it runs in a thread so the timeout can hold.
+        """
         kwargs = self.validate_args(args)
         if self.ctx_param:
             kwargs[self.ctx_param] = ToolContext(call_id, attempt, self.name)
         try:
-            result = await asyncio.wait_for(self._call(kwargs), self.timeout)
+            if in_worker and not inspect.iscoroutinefunction(self.fn):
+                result = self.fn(**kwargs)
+            else:
+                result = await asyncio.wait_for(self._call(kwargs), self.timeout)
         except TimeoutError:
             raise ToolTimeout(
                 f"tool {self.name} timed out after {self.timeout}s", tool=self.name,

@@ -58,6 +58,7 @@ async def execute(
     instance: Any, spec: StepSpec, ctx: Any, inv: Invocation, parking: Parking | None
 ) -> Outcome:
     """Run the step body once (bounded by its timeout) and classify the result."""
+    inv.parking = parking
     args: list[Any] = [ctx] if spec.takes_ctx else []
     coro = spec.fn(instance, *args, inv.event)
     if spec.options.timeout is not None:

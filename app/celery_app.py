@@ -1,0 +1,70 @@
+"""The Celery app factory: settings in, a configured app with every Baton task out.
+
+Baseline from CELERY_NOTES.md: JSON only, late acks, requeue on a lost worker bounded by
+Baton's own delivery counter, prefetch 1, visibility timeout above every time limit, task
+events on for Flower, no result backend (Baton keeps run results itself).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from celery import Celery
+
+from config import Settings
+from tasks.registry import register_tasks
+from tasks.runtime import Runtime
+from workflows.errors import ConfigurationError
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    url = settings.redis_url or "redis://localhost:6379/0"
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        "global_keyprefix": f"{settings.key_prefix}:q:",
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+        "unacked_restore_throttle": 0,
+    }
+    return {
+        "broker_url": url,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_pool_limit": 10,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_ignore_result": True,
+        "task_store_errors_even_if_ignored": False,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_soft_shutdown_timeout": 10.0,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "task_default_queue": "baton",
+    }
+
+
+def create_app(settings: Settings) -> tuple[Celery, Runtime]:
+    """Import the configured workflow modules and build the app with their tasks."""
+    for module in settings.imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"BATON_IMPORTS names {module!r}, which cannot be imported: {exc}"
+            ) from exc
+    app = Celery("baton")
+    app.conf.update(celery_config(settings))
+    rt = Runtime(settings, app)
+    app.conf.task_default_queue = rt.topology.default_queue
+    register_tasks(app, rt)
+    return app, rt

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Make this checkout ready to run: uv, the project's .venv (dev tools included) and redis-server.
+# Idempotent and quiet on success; safe to run before every test or demo run.
+# Needs Python 3.11 and pip; installs redis-server with apt-get when run as root.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/baton-tools"   # private venv holding uv, if we install it
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+ensure_uv() {
+    command -v uv >/dev/null 2>&1 && return
+    if [[ -x "$TOOLS/bin/uv" ]]; then
+        export PATH="$TOOLS/bin:$PATH"
+        return
+    fi
+    local py
+    py="$(command -v python3.11 || command -v python3 || true)"
+    [[ -n "$py" ]] || die "python3 not found: install Python 3.11 first"
+    # A venv of its own: never touches the system Python (PEP 668) and needs no PATH changes.
+    "$py" -m venv "$TOOLS" >/dev/null 2>&1 || die "cannot create $TOOLS (apt-get install python3-venv?)"
+    "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check uv \
+        || die "pip install uv failed"
+    export PATH="$TOOLS/bin:$PATH"
+}
+
+sync_venv() {
+    # Always the checkout's .venv (the scripts call .venv/bin/...); never download a Python.
+    export UV_PROJECT_ENVIRONMENT="$ROOT/.venv"
+    export UV_PYTHON_DOWNLOADS="${UV_PYTHON_DOWNLOADS:-never}"
+    (cd "$ROOT" && uv sync --frozen --quiet) \
+        || die "uv sync --frozen failed (is Python 3.11 installed? is uv.lock in step with pyproject.toml?)"
+}
+
+ensure_redis() {
+    command -v redis-server >/dev/null 2>&1 && return
+    [[ "$(id -u)" == 0 ]] || die "redis-server not found: install it (Debian: sudo apt-get install redis-server)"
+    say "installing redis-server with apt-get"
+    # Only the binary is wanted (tests and `baton up` start their own servers): keep the
+    # package from starting a system daemon, which may clash with a Redis already on :6379.
+    local policy=/usr/sbin/policy-rc.d added=""
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added=1
+    fi
+    local rc=0
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+    } >/dev/null || rc=$?
+    [[ -z "$added" ]] || rm -f "$policy"
+    [[ "$rc" == 0 ]] || die "apt-get install redis-server failed"
+    command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after apt-get"
+}
+
+ensure_uv
+sync_venv
+ensure_redis

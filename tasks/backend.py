@@ -1,0 +1,115 @@
+"""The Context backend inside a worker: answers from Redis, parks what must wait.
+
+Calls to distributed tools, distributed child workflows and external events are parked: the
+step is suspended and these become messages. In-process tools and children run right here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tasks.runtime import Runtime
+from workflows._engine.inprocess import InProcessRun
+from workflows._engine.runtime import MISSING, Invocation
+from workflows.codec import decode_event, dumps, encode_event, to_jsonable
+from workflows.errors import BatonError, ChildWorkflowError, ToolError
+from workflows.events import Event
+from workflows.step import Mode
+from workflows.tools import ToolSpec
+from workflows.workflow import require_workflow
+
+
+class RedisBackend:
+    """StepBackend for one step invocation in a worker."""
+
+    def __init__(self, rt: Runtime, run_id: str, root: str) -> None:
+        self.rt = rt
+        self.run_id = run_id
+        self.root = root
+        self.effects: list[tuple[int, str, Event, str | None]] = []
+
+    async def call_tool(self, inv: Invocation, call_id: str, spec: ToolSpec,
+                        args: dict[str, Any]) -> Any:
+        if self.rt.tool_mode(spec) == "inprocess":
+            try:
+                value = await spec.invoke(args, call_id)
+            except ToolError as exc:
+                inv.journal[call_id] = {"error": exc.to_info(exc.attempts).model_dump()}
+                raise
+            inv.journal[call_id] = {"ok": value}
+            return value
+        call = {"kind": "tool", "call_id": call_id, "tool": spec.name, "args": to_jsonable(args)}
+        return await inv.parking.park(call)
+
+    async def run_child(self, inv: Invocation, call_id: str, workflow: str, start: Event,
+                        mode: Mode | None) -> Any:
+        if self.rt.child_mode(workflow, mode) == "distributed":
+            call = {"kind": "child", "call_id": call_id, "workflow": workflow,
+                    "start": encode_event(start)}
+            return await inv.parking.park(call)
+        child = InProcessRun(require_workflow(workflow)(), f"{self.run_id}.{call_id}")
+        child.start(start)
+        try:
+            value = await child.done
+        except BatonError as exc:
+            info = exc.to_info()
+            inv.journal[call_id] = {"error": info.model_dump()}
+            raise ChildWorkflowError(
+                f"child workflow {workflow} failed: {info.type}: {info.message}",
+                workflow=workflow, child_error=info.model_dump(),
+            ) from exc
+        value = encode_event(value) if isinstance(value, Event) else value
+        inv.journal[call_id] = {"ok": value}
+        return value
+
+    async def wait_event(self, inv: Invocation, call_id: str, event_type: type[Event],
+                         waiter_event: Event | None, requirements: dict[str, Any]) -> Event:
+        call = {
+            "kind": "wait", "call_id": call_id, "tag": event_type.type_tag,
+            "requirements": to_jsonable(requirements),
+            "waiter": encode_event(waiter_event) if waiter_event is not None else None,
+        }
+        result: Event = await inv.parking.park(call)
+        return result
+
+    def effect(self, inv: Invocation, pos: int, kind: str, event: Event, step: str | None
+               ) -> None:
+        inv.effects_done = pos + 1
+        self.effects.append((pos, kind, event, step))
+
+    def collect(self, inv: Invocation, call_id: str, buffer_id: str, event: Event,
+                expected: list[str]) -> list[Event] | None:
+        k = self.rt.keys
+        counts: dict[str, int] = {}
+        for tag in expected:
+            counts[tag] = counts.get(tag, 0) + 1
+        pairs = [x for tag, n in counts.items() for x in (tag, n)]
+        answer = self.rt.script("COLLECT")(
+            keys=[k.journal(self.run_id, inv.id), k.buffer(self.run_id, buffer_id),
+                  k.counts(self.run_id, buffer_id)],
+            args=[call_id, type(event).type_tag, dumps(event), *pairs],
+        )
+        entry = json.loads(answer)
+        inv.journal[call_id] = entry
+        if entry["ok"] is None:
+            return None
+        return arrange([decode_event(e) for e in entry["ok"]], expected)
+
+    async def store_get(self, key: str) -> Any:
+        raw = self.rt.redis.hget(self.rt.keys.store(self.run_id), key)
+        return MISSING if raw is None else json.loads(raw)
+
+    async def store_set(self, key: str, value: Any) -> None:
+        self.rt.redis.hset(self.rt.keys.store(self.run_id), key, dumps(value))
+
+    async def store_delete(self, key: str) -> None:
+        self.rt.redis.hdel(self.rt.keys.store(self.run_id), key)
+
+
+def arrange(taken: list[Event], expected: list[str]) -> list[Event]:
+    """Order collected events as ``expected`` lists their types (oldest first per type)."""
+    by_tag: dict[str, list[Event]] = {}
+    for event in taken:
+        by_tag.setdefault(type(event).type_tag, []).append(event)
+    return [by_tag[tag].pop(0) for tag in expected]

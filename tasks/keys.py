@@ -1,0 +1,79 @@
+"""Every Redis key Baton uses, in one place, under the configured prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for a prefix. A run's keys share ``{prefix}:run:{id}`` so they expire together."""
+
+    prefix: str
+
+    def run(self, run_id: str) -> str:
+        """Hash: workflow, status, input, result, error, parent, root, timestamps, attempts."""
+        return f"{self.prefix}:run:{run_id}"
+
+    def events(self, run_id: str) -> str:
+        """Stream: every event of the run, in order."""
+        return f"{self.prefix}:run:{run_id}:events"
+
+    def store(self, run_id: str) -> str:
+        """Hash: the run's context store (JSON values)."""
+        return f"{self.prefix}:run:{run_id}:store"
+
+    def journal(self, run_id: str, inv: str) -> str:
+        """Hash: recorded answers of one step invocation's calls (call id -> JSON)."""
+        return f"{self.prefix}:run:{run_id}:j:{inv}"
+
+    def wait(self, run_id: str, inv: str) -> str:
+        """Hash: a suspended invocation: pending call count and how to resume it."""
+        return f"{self.prefix}:run:{run_id}:w:{inv}"
+
+    def buffer(self, run_id: str, buffer_id: str) -> str:
+        """List: events buffered by ``collect_events``."""
+        return f"{self.prefix}:run:{run_id}:buf:{buffer_id}"
+
+    def counts(self, run_id: str, buffer_id: str) -> str:
+        """Hash: per event type, how many events a collect buffer holds."""
+        return f"{self.prefix}:run:{run_id}:cnt:{buffer_id}"
+
+    def done(self, run_id: str) -> str:
+        """Hash: finished invocations -> the messages they sent (re-sent on redelivery)."""
+        return f"{self.prefix}:run:{run_id}:done"
+
+    def deliveries(self, run_id: str) -> str:
+        """Hash: how often each invocation / call was delivered (bounds lost-worker loops)."""
+        return f"{self.prefix}:run:{run_id}:dlv"
+
+    def tasks(self, run_id: str) -> str:
+        """Set: Celery task ids sent for the run (revoked on cancel)."""
+        return f"{self.prefix}:run:{run_id}:tasks"
+
+    def waiters(self, run_id: str) -> str:
+        """Hash on a root run: steps (of it or its children) waiting for an external event."""
+        return f"{self.prefix}:run:{run_id}:waiters"
+
+    def children(self, run_id: str) -> str:
+        """Set: child run ids (cancelled with the parent)."""
+        return f"{self.prefix}:run:{run_id}:children"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.prefix}:idem:{key}"
+
+    def runs(self) -> str:
+        """Sorted set: every run id by creation time."""
+        return f"{self.prefix}:runs"
+
+    def dead_letters(self) -> str:
+        """List: messages that were rejected (undecodable, unknown task, invalid)."""
+        return f"{self.prefix}:dead"
+
+    def run_keys(self, run_id: str) -> list[str]:
+        """The fixed per-run keys (expired together on completion)."""
+        return [
+            self.run(run_id), self.events(run_id), self.store(run_id), self.done(run_id),
+            self.deliveries(run_id), self.tasks(run_id), self.waiters(run_id),
+            self.children(run_id),
+        ]

@@ -1,0 +1,80 @@
+"""Registers every workflow step and every tool as a named Celery task on its queue.
+
+Task names are readable in Flower: ``Research.score``, ``tool.sentiment``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from tasks.runtime import Runtime
+from tasks.stepper import StepTask
+from tasks.tooltask import run_tool
+from workflows.tools import all_tools
+from workflows.workflow import all_workflows
+
+TASK_OPTIONS: dict[str, Any] = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "typing": False,
+}
+
+
+def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
+    """Create the tasks; returns task name -> queue (also set as the app's routes)."""
+    routes: dict[str, str] = {}
+    for wf in all_workflows().values():
+        for step_name in wf.spec.steps:
+            name = f"{wf.name}.{step_name}"
+            app.task(name=name, **TASK_OPTIONS)(_step_task(rt, wf.name, step_name))
+            routes[name] = rt.step_queue(wf, step_name)
+    for spec in all_tools().values():
+        name = f"tool.{spec.name}"
+        app.task(name=name, **TASK_OPTIONS)(_tool_task(rt, spec.name))
+        routes[name] = rt.tool_queue(spec)
+    app.conf.task_routes = {name: {"queue": queue} for name, queue in routes.items()}
+    queues = sorted({*rt.topology.queues, *routes.values()})
+    app.conf.task_queues = [Queue(q, routing_key=q) for q in queues]
+    _hook_dead_letters(rt)
+    return routes
+
+
+def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
+    def run(run_id: str, inv_id: str, payload: Any, attempt: int) -> None:
+        StepTask(rt, workflow, step, run_id, inv_id, payload, attempt).run()
+
+    run.__name__ = f"{workflow}__{step}"
+    return run
+
+
+def _tool_task(rt: Runtime, tool: str) -> Any:
+    def run(run_id: str, inv: str, call_id: str, args: dict[str, Any], attempt: int) -> None:
+        run_tool(rt, tool, run_id, inv, call_id, args, attempt)
+
+    run.__name__ = f"tool__{tool}"
+    return run
+
+
+def _hook_dead_letters(rt: Runtime) -> None:
+    """Rejected and unknown messages are acked by Celery; keep them in Baton's dead-letter list."""
+
+    def keep(reason: str, message: Any) -> None:
+        body = getattr(message, "body", b"")
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+        entry = {"reason": reason, "headers": dict(getattr(message, "headers", {}) or {}),
+                 "body": text[:10_000]}
+        rt.redis.lpush(rt.keys.dead_letters(), json.dumps(entry, default=str))
+
+    def on_rejected(message: Any = None, exc: Any = None, **_: Any) -> None:
+        keep(f"rejected: {exc!r}", message)
+
+    def on_unknown(name: str = "", message: Any = None, exc: Any = None, **_: Any) -> None:
+        keep(f"unknown task {name!r}", message)
+
+    signals.task_rejected.connect(on_rejected, weak=False)
+    signals.task_unknown.connect(on_unknown, weak=False)

@@ -1,0 +1,137 @@
+"""Run-level operations on Redis: create, finish, fail, cancel, answer a suspended call.
+
+Shared by step tasks, tool tasks and the client, so a run changes state one way only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tasks.runtime import Message, Runtime, now
+from workflows._engine import core
+from workflows.codec import dumps, encode_event
+from workflows.errors import ErrorInfo
+from workflows.events import Event
+from workflows.workflow import require_workflow
+
+FINAL = ("completed", "failed", "cancelled")
+
+
+def start_messages(rt: Runtime, workflow: str, run_id: str, start: Event) -> list[Message]:
+    """Step messages for a run's start event (one per step accepting it)."""
+    cls = require_workflow(workflow)
+    deliveries = core.route(cls.spec, run_id, [(start, None)], batch=False)
+    return delivery_messages(rt, workflow, run_id, deliveries)
+
+
+def delivery_messages(rt: Runtime, workflow: str, run_id: str,
+                      deliveries: list[core.Delivery] | tuple[core.Delivery, ...]) -> list[Message]:
+    out = []
+    for d in deliveries:
+        payload = ([encode_event(e) for e in d.event] if isinstance(d.event, list)
+                   else encode_event(d.event))
+        out.append(rt.step_message(workflow, d.step, [run_id, d.invocation_id, payload, 1]))
+    return out
+
+
+def create_run(
+    rt: Runtime, workflow: str, run_id: str, start: Event, *, parent: dict[str, Any] | None = None,
+    root: str | None = None, deadline: float | None = None, idempotency_key: str | None = None,
+) -> tuple[str, bool]:
+    """Write a new run and send its first steps; returns (run id, created).
+
+    With an idempotency key already used, nothing is written and the existing run id returned.
+    """
+    r, k = rt.redis, rt.keys
+    envelope = dumps(start, rt.settings.max_payload_bytes)
+    if idempotency_key is not None:
+        ok = r.set(k.idempotency(idempotency_key), run_id, nx=True,
+                   ex=rt.settings.retention_seconds)
+        if not ok:
+            existing = r.get(k.idempotency(idempotency_key))
+            return str(existing), False
+    messages = start_messages(rt, workflow, run_id, start)
+    ts = now()
+    fields: dict[str, Any] = {
+        "workflow": workflow, "status": "running", "input": envelope, "created": ts,
+        "updated": ts, "root": root or run_id, "parent": json.dumps(parent) if parent else "",
+        "deadline": deadline or "",
+    }
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(k.run(run_id), mapping=fields)
+    pipe.zadd(k.runs(), {run_id: ts})
+    pipe.xadd(k.events(run_id), {"k": "event", "e": envelope})
+    if messages:
+        pipe.sadd(k.tasks(run_id), *[m.task_id for m in messages])
+    if parent:
+        pipe.sadd(k.children(parent["run"]), run_id)
+    pipe.execute()
+    rt.send(messages)
+    return run_id, True
+
+
+def finish_run(rt: Runtime, run_id: str, result: Any, stop: Event, parent: str) -> None:
+    """Mark the run completed (first end wins), log its StopEvent, answer its parent."""
+    value = encode_event(result) if isinstance(result, Event) else result
+    ts = now()
+    ok = rt.script("FINISH")(keys=[rt.keys.run(run_id)],
+                             args=["completed", ts, "result", dumps(value)])
+    if not ok:
+        return
+    r = rt.redis
+    r.xadd(rt.keys.events(run_id), {"k": "stop", "e": dumps(stop)})
+    _expire(rt, run_id)
+    if parent:
+        answer_call(rt, json.loads(parent), {"ok": value})
+
+
+def fail_run(rt: Runtime, run_id: str, error: ErrorInfo, status: str = "failed",
+             parent: str | None = None) -> bool:
+    """Mark the run failed or cancelled (first end wins) and tell its parent."""
+    ok = rt.script("FINISH")(keys=[rt.keys.run(run_id)],
+                             args=[status, now(), "error", error.model_dump_json()])
+    if not ok:
+        return False
+    rt.redis.xadd(rt.keys.events(run_id), {"k": status, "e": error.model_dump_json()})
+    _expire(rt, run_id)
+    if parent is None:
+        parent = str(rt.redis.hget(rt.keys.run(run_id), "parent") or "")
+    if parent:
+        answer_call(rt, json.loads(parent), {"error": error.model_dump()})
+    return True
+
+
+def answer_call(rt: Runtime, where: dict[str, Any], answer: dict[str, Any]) -> None:
+    """Journal a suspended call's answer; the last answer resumes the step (exactly once)."""
+    run_id, inv = where["run"], where["inv"]
+    resume = rt.script("COMPLETE")(
+        keys=[rt.keys.journal(run_id, inv), rt.keys.wait(run_id, inv)],
+        args=[where["call_id"], json.dumps(answer, separators=(",", ":"))],
+    )
+    if resume:
+        message = Message.from_json(json.loads(resume))
+        rt.redis.sadd(rt.keys.tasks(run_id), message.task_id)
+        rt.send([message])
+
+
+def cancel_run(rt: Runtime, run_id: str) -> bool:
+    """Cancel a run and its children: status first (checked at every task start), then revoke."""
+    from workflows.errors import RunCancelledError
+
+    info = RunCancelledError(f"run {run_id} was cancelled").to_info()
+    changed = fail_run(rt, run_id, info, status="cancelled", parent="")
+    r = rt.redis
+    task_ids = list(r.smembers(rt.keys.tasks(run_id)))
+    if task_ids:
+        rt.app.control.revoke(task_ids)
+    for child in r.smembers(rt.keys.children(run_id)):
+        cancel_run(rt, str(child))
+    return changed
+
+
+def _expire(rt: Runtime, run_id: str) -> None:
+    pipe = rt.redis.pipeline(transaction=False)
+    for key in rt.keys.run_keys(run_id):
+        pipe.expire(key, rt.settings.retention_seconds)
+    pipe.execute()

@@ -1,0 +1,77 @@
+"""Lua scripts: the decisions that must be atomic in Redis, whatever races between workers."""
+
+from __future__ import annotations
+
+# KEYS: journal, wait.  ARGV: resume payload, call ids...
+# Registers a suspended invocation; pending = calls not answered yet. Returns 1 when none is
+# pending any more (answers raced in before the registration): the caller resumes at once.
+PARK = """
+local pending = 0
+for i = 2, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then pending = pending + 1 end
+end
+if pending == 0 then redis.call('DEL', KEYS[2]) return 1 end
+redis.call('HSET', KEYS[2], 'pending', pending, 'resume', ARGV[1])
+return 0
+"""
+
+# KEYS: journal, wait.  ARGV: call id, answer JSON.
+# Records a call's answer once (HSETNX: a duplicate answer is ignored) and, when it was the
+# last pending call, returns the resume payload — to exactly one caller.
+COMPLETE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return false end
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+local left = redis.call('HINCRBY', KEYS[2], 'pending', -1)
+if left > 0 then return false end
+local resume = redis.call('HGET', KEYS[2], 'resume')
+redis.call('DEL', KEYS[2])
+return resume
+"""
+
+# KEYS: journal, buffer, counts.  ARGV: call id, tag, envelope JSON, (tag, count) pairs...
+# collect_events: buffer the event; when every expected type is in, take them (oldest first),
+# keep the rest, and journal the answer so a replay gets the same. Exactly one caller wins.
+COLLECT = """
+local j = redis.call('HGET', KEYS[1], ARGV[1])
+if j then return j end
+redis.call('RPUSH', KEYS[2], ARGV[2] .. '\\n' .. ARGV[3])
+redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+local need = {}
+for i = 4, #ARGV, 2 do
+  local have = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
+  if have < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[1], '{"ok":null}')
+    return '{"ok":null}'
+  end
+  need[ARGV[i]] = tonumber(ARGV[i + 1])
+end
+local items = redis.call('LRANGE', KEYS[2], 0, -1)
+local taken, rest = {}, {}
+for _, item in ipairs(items) do
+  local cut = string.find(item, '\\n', 1, true)
+  local tag = string.sub(item, 1, cut - 1)
+  if need[tag] and need[tag] > 0 then
+    need[tag] = need[tag] - 1
+    table.insert(taken, string.sub(item, cut + 1))
+  else
+    table.insert(rest, item)
+  end
+end
+redis.call('DEL', KEYS[2])
+for i = 1, #rest, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(rest, i, math.min(i + 999, #rest)))
+end
+for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], -tonumber(ARGV[i + 1])) end
+local answer = '{"ok":[' .. table.concat(taken, ',') .. ']}'
+redis.call('HSET', KEYS[1], ARGV[1], answer)
+return answer
+"""
+
+# KEYS: run hash.  ARGV: new status, timestamp, field, value, ...
+# Moves a running run to a final status; returns 0 if it had already ended (first end wins).
+FINISH = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""

@@ -1,0 +1,56 @@
+"""The body of every tool task: run one attempt, retry by policy, answer the suspended step.
+
+A tool's failure never fails the task: it is journaled as data (ToolError: type, message,
+attempts) for the calling step to handle. The call id is the tool's idempotency key, the same
+on every attempt and redelivery; a call already answered is never executed again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from tasks import runs
+from tasks.runtime import Runtime
+from tasks.stepper import MAX_DELIVERIES, run_async
+from workflows.errors import ToolError, ToolTimeout
+from workflows.tools import as_tool_error, get_tool
+
+
+def run_tool(rt: Runtime, name: str, run_id: str, inv: str, call_id: str,
+             args: dict[str, Any], attempt: int) -> None:
+    k = rt.keys
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.hget(k.run(run_id), "status")
+    pipe.hexists(k.journal(run_id, inv), call_id)
+    pipe.hincrby(k.deliveries(run_id), f"{call_id}:{attempt}", 1)
+    status, answered, delivered = pipe.execute()
+    if status != "running" or answered:
+        return
+    spec = get_tool(name)
+    where = {"run": run_id, "inv": inv, "call_id": call_id}
+    if delivered > MAX_DELIVERIES:
+        err = ToolError(f"tool {name} was delivered {delivered} times (its worker keeps dying)",
+                        tool=name, type="WorkerLost", attempts=attempt, retryable=False)
+        runs.answer_call(rt, where, {"error": err.to_info(attempt).model_dump()})
+        return
+    try:
+        value = run_async(spec.invoke_once(args, call_id, attempt, in_worker=True))
+    except SoftTimeLimitExceeded:
+        error: ToolError = ToolTimeout(f"tool {name} timed out after {spec.timeout}s", tool=name,
+                                       type="ToolTimeout", attempts=attempt)
+    except Exception as exc:
+        error = as_tool_error(name, exc, attempt)
+    else:
+        runs.answer_call(rt, where, {"ok": value})
+        return
+    if error.retryable and spec.retry.allows(attempt + 1):
+        delay = spec.retry.delay_before(attempt + 1)
+        rt.redis.xadd(k.events(run_id), {"k": "retry", "e": error.to_info(attempt)
+                                         .model_dump_json()})
+        message = rt.tool_message(spec, [run_id, inv, call_id, args, attempt + 1], delay or None)
+        rt.redis.sadd(k.tasks(run_id), message.task_id)
+        rt.send([message])
+        return
+    runs.answer_call(rt, where, {"error": error.to_info(attempt).model_dump()})

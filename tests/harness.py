@@ -1,0 +1,139 @@
+"""Real parts for tests: a private redis-server and Celery worker processes.
+
+Tests never use the machine's Redis: each session starts its own on a free port in a temp dir
+(AOF on), so tests can kill and restart it. Waiting is done with ``eventually``, never sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.02,
+               what: str = "condition") -> T:
+    """Poll ``check`` until it returns a truthy value (returned) or raise after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except ProcessDied:
+            raise
+        except Exception as exc:  # retried until the deadline
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout}s (last error: {last_exc!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ProcessDied(Exception):
+    """A process we wait for has exited: waiting longer is pointless."""
+
+
+class RedisServer:
+    """A redis-server process of our own, restartable on the same port and data dir."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: run bash scripts/bootstrap.sh")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             "--maxmemory-policy", "noeviction", "--daemonize", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        eventually(lambda: client.ping(), timeout=10, what="redis-server up")
+        client.close()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop(signal.SIGKILL)
+        self.start()
+
+
+class Worker:
+    """A ``celery worker`` subprocess serving some queues."""
+
+    def __init__(self, env: dict[str, str], queues: list[str], concurrency: int = 2,
+                 pool: str = "prefork", name: str | None = None) -> None:
+        self.env, self.queues, self.concurrency, self.pool = env, queues, concurrency, pool
+        self.name = name or f"w{free_port()}@test"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(env["BATON_TEST_DIR"]) / f"{self.name.split('@')[0]}.log"
+
+    def start(self) -> Worker:
+        cmd = [sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker",
+               "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
+               "-n", self.name, "-E", "--without-gossip", "--without-mingle",
+               "--loglevel", "INFO"]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        eventually(self._ready, timeout=40, interval=0.1, what=f"worker {self.name} ready")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ProcessDied(f"worker exited: {self.log.read_text()[-3000:]}")
+        return "ready." in self.log.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid if self.proc else 0)],
+                             capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def worker_env(redis_url: str, testdir: Path, **extra: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    env.update({
+        "BATON_REDIS_URL": redis_url,
+        "BATON_IMPORTS": '["examples", "tests.integration.flows"]',
+        "BATON_TEST_DIR": str(testdir),
+        "PYTHONPATH": str(ROOT),
+    })
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
