@@ -55,9 +55,7 @@ class ResearchProgress(Event):
 
 def find_docs(topic: str, n: int) -> list[str]:
     """A deterministic stand-in for a search engine."""
-    return [
-        f"doc-{i:02d}: " + TEMPLATES[i % len(TEMPLATES)].format(topic=topic) for i in range(n)
-    ]
+    return [f"doc-{i:02d}: " + TEMPLATES[i % len(TEMPLATES)].format(topic=topic) for i in range(n)]
 
 
 @tool(queue="analysis", timeout=10)

@@ -10,8 +10,22 @@ TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/baton-tools"   # private venv holding uv,
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
+have() {  # an executable of that name is on PATH
+    local path
+    path="$(command -v "$1" 2>/dev/null)" && [[ -x "$path" ]]
+}
+
+quietly() {  # run a command; show its output only if it fails
+    local log rc=0
+    log="$(mktemp)"
+    "$@" >"$log" 2>&1 || rc=$?
+    ((rc == 0)) || cat "$log" >&2
+    rm -f "$log"
+    return "$rc"
+}
+
 ensure_uv() {
-    command -v uv >/dev/null 2>&1 && return
+    have uv && return
     if [[ -x "$TOOLS/bin/uv" ]]; then
         export PATH="$TOOLS/bin:$PATH"
         return
@@ -19,9 +33,9 @@ ensure_uv() {
     local py
     py="$(command -v python3.11 || command -v python3 || true)"
     [[ -n "$py" ]] || die "python3 not found: install Python 3.11 first"
-    # A venv of its own: never touches the system Python (PEP 668) and needs no PATH changes.
+    # A venv of its own: never touches the system Python (PEP 668) or ~/.local.
     "$py" -m venv "$TOOLS" >/dev/null 2>&1 || die "cannot create $TOOLS (apt-get install python3-venv?)"
-    "$TOOLS/bin/python" -m pip install --quiet --disable-pip-version-check uv \
+    quietly "$TOOLS/bin/python" -m pip install --disable-pip-version-check uv \
         || die "pip install uv failed"
     export PATH="$TOOLS/bin:$PATH"
 }
@@ -35,7 +49,7 @@ sync_venv() {
 }
 
 ensure_redis() {
-    command -v redis-server >/dev/null 2>&1 && return
+    have redis-server && return
     [[ "$(id -u)" == 0 ]] || die "redis-server not found: install it (Debian: sudo apt-get install redis-server)"
     say "installing redis-server with apt-get"
     # Only the binary is wanted (tests and `baton up` start their own servers): keep the
@@ -45,12 +59,12 @@ ensure_redis() {
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added=1
     fi
     local rc=0
-    { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
-    } >/dev/null || rc=$?
+    export DEBIAN_FRONTEND=noninteractive
+    quietly apt-get update && quietly apt-get install -y --no-install-recommends redis-server \
+        || rc=$?
     [[ -z "$added" ]] || rm -f "$policy"
     [[ "$rc" == 0 ]] || die "apt-get install redis-server failed"
-    command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after apt-get"
+    have redis-server || die "redis-server still not on PATH after apt-get"
 }
 
 ensure_uv

@@ -6,7 +6,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 bash scripts/bootstrap.sh || exit 1
 
 BIN="$ROOT/.venv/bin"
@@ -19,8 +19,8 @@ check() {  # check NAME CMD...: run one static check, remember its failure
     "$@" || failed+=("$name")
 }
 
-check "ruff format" "$BIN/ruff" format --check --quiet .
-check "ruff check" "$BIN/ruff" check --quiet .
+check "ruff format" "$BIN/ruff" format --check --output-format concise .
+check "ruff check" "$BIN/ruff" check --output-format concise .
 check "mypy" "$BIN/mypy"
 check "import contracts" "$BIN/lint-imports" --no-logo --no-cache
 

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from tasks.runtime import Runtime
 from tasks.stepper import StepTask
@@ -39,7 +39,9 @@ def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
         routes[name] = rt.tool_queue(spec)
     app.conf.task_routes = {name: {"queue": queue} for name, queue in routes.items()}
     queues = sorted({*rt.topology.queues, *routes.values()})
-    app.conf.task_queues = [Queue(q, routing_key=q) for q in queues]
+    # One direct exchange per queue, named like it, on both sides: routing never depends on
+    # which default exchange a producer or a worker happened to assume.
+    app.conf.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in queues]
     _hook_dead_letters(rt)
     return routes
 

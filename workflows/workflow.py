@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from pydantic import ValidationError
 
 from workflows._engine.graph import WorkflowSpec, build_workflow_spec
-from workflows.errors import InvalidInputError, UnknownWorkflowError
+from workflows.errors import InvalidInputError, UnknownWorkflowError, WorkflowDefinitionError
 from workflows.events import StartEvent
 from workflows.step import Mode, StepOptions
 
@@ -36,6 +36,12 @@ class Workflow:
         for base in reversed(cls.__mro__):
             namespace.update(vars(base))
         cls.spec = build_workflow_spec(cls.name, namespace)
+        existing = _WORKFLOWS.get(cls.name)
+        if existing is not None and existing.__module__ != cls.__module__:
+            raise WorkflowDefinitionError(
+                f"workflow name {cls.name!r} is defined in both {existing.__module__} and "
+                f"{cls.__module__}; set a unique `name` on one of them"
+            )
         _WORKFLOWS[cls.name] = cls
 
     def __init__(self, timeout: float | None = None, verbose: bool = False, **_: Any) -> None:

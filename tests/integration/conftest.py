@@ -45,7 +45,7 @@ def client(settings: Settings) -> Client:
 
 @pytest.fixture(scope="session")
 def workers(redis_server: RedisServer, testdir: Path) -> Iterator[Worker]:
-    """The shared pool: every queue, prefork, 3 processes."""
-    worker = Worker(worker_env(redis_server.url, testdir), ALL_QUEUES, concurrency=3).start()
+    """The shared pool: every queue, prefork, 4 processes."""
+    worker = Worker(worker_env(redis_server.url, testdir), ALL_QUEUES, concurrency=4).start()
     yield worker
     worker.stop()

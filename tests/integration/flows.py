@@ -201,3 +201,135 @@ class SlowStep(Workflow):
     @step
     async def end(self, ev: Item) -> StopEvent:
         return StopEvent(result=ev.i)
+
+
+class StepRetries(Workflow):
+    """A step that fails on its first two attempts, then succeeds."""
+
+    queue = "itest"
+
+    @step(retry=Retry(max_attempts=3))
+    async def shaky(self, ctx: Context, ev: Label) -> StopEvent:
+        if ctx.attempt < 3:
+            raise ConnectionError(f"attempt {ctx.attempt}")
+        return StopEvent(result=ctx.attempt)
+
+
+class Boom(Workflow):
+    queue = "itest"
+
+    @step(retry=Retry(max_attempts=2))
+    async def explode(self, ev: Label) -> StopEvent:
+        raise ValueError(f"boom {ev.label}")
+
+
+class StepTimeout(Workflow):
+    queue = "itest"
+
+    @step(timeout=0.5)
+    async def wait(self, ev: Slow) -> StopEvent:
+        await asyncio.sleep(ev.seconds)
+        return StopEvent(result="late")
+
+
+# --- one queue, one worker process: nesting must not deadlock ------------------------------
+
+
+@tool(queue="single")
+def single_add(a: int, b: int) -> int:
+    return a + b
+
+
+class Depth(StartEvent):
+    x: int
+
+
+class ItInner(Workflow):
+    queue = "single"
+
+    @step
+    async def run(self, ctx: Context, ev: Depth) -> StopEvent:
+        a, b = await asyncio.gather(
+            ctx.call_tool("single_add", a=ev.x, b=1), ctx.call_tool("single_add", a=ev.x, b=2)
+        )
+        return StopEvent(result=a + b)
+
+
+class ItMiddle(Workflow):
+    queue = "single"
+
+    @step
+    async def run(self, ctx: Context, ev: Depth) -> StopEvent:
+        results = await asyncio.gather(
+            ctx.run_workflow(ItInner, Depth(x=ev.x), mode="distributed"),
+            ctx.run_workflow(ItInner, Depth(x=ev.x + 10), mode="distributed"),
+            ctx.call_tool("single_add", a=ev.x, b=100),
+        )
+        return StopEvent(result=list(results))
+
+
+class ItOuter(Workflow):
+    queue = "single"
+
+    @step
+    async def run(self, ctx: Context, ev: Depth) -> StopEvent:
+        middle = await ctx.run_workflow(ItMiddle, Depth(x=ev.x), mode="distributed")
+        extra = await ctx.call_tool("single_add", a=middle[0], b=middle[1])
+        return StopEvent(result={"middle": middle, "sum": extra})
+
+
+# --- crash recovery --------------------------------------------------------------------------
+
+
+@tool(queue="crash", timeout=20)
+def crash_record(label: str, n: int, ctx: ToolContext) -> int:
+    """Logs start and end of every execution; applies its effect once per idempotency key."""
+    import time
+
+    base = _effects_dir()
+    with (base / f"{label}.exec").open("a") as fh:
+        fh.write(f"start {ctx.call_id} {time.time()}\n")
+    time.sleep(0.15)
+    marker = base / f"{label}.{ctx.call_id}.effect"
+    if not marker.exists():
+        marker.write_text("1")
+        with (base / f"{label}.effects").open("a") as fh:
+            fh.write(f"{ctx.call_id}\n")
+    with (base / f"{label}.exec").open("a") as fh:
+        fh.write(f"done {ctx.call_id} {time.time()}\n")
+    return n
+
+
+class Chain(StartEvent):
+    label: str
+    steps: int = 4
+    calls: int = 3
+
+
+class Hop(Event):
+    i: int
+    acc: int
+
+
+class CrashChain(Workflow):
+    """Steps that each sleep and call tools in parallel: long enough to be killed mid-way."""
+
+    queue = "crash"
+
+    @step
+    async def begin(self, ctx: Context, ev: Chain) -> Hop:
+        await ctx.store.set("label", ev.label)
+        await ctx.store.set("steps", ev.steps)
+        return Hop(i=0, acc=0)
+
+    @step
+    async def hop(self, ctx: Context, ev: Hop) -> Hop | StopEvent:
+        await asyncio.sleep(0.1)
+        label = await ctx.store.get("label")
+        got = await asyncio.gather(*[
+            ctx.call_tool("crash_record", label=label, n=ev.i * 10 + k) for k in range(3)
+        ])
+        acc = ev.acc + sum(got)
+        if ev.i + 1 >= await ctx.store.get("steps"):
+            return StopEvent(result=acc)
+        return Hop(i=ev.i + 1, acc=acc)

@@ -156,16 +156,20 @@ def collect_match(buffer: Sequence[str], expected: Sequence[str]) -> list[int] |
 
     The Celery runtime runs the same rule as a Lua script, atomically in Redis.
     """
-    used: set[int] = set()
+    if len(buffer) < len(expected):  # the common "not all in yet" case, in O(1)
+        return None
+    positions: dict[str, list[int]] = {}
+    for i, have in enumerate(buffer):
+        positions.setdefault(have, []).append(i)
+    taken: dict[str, int] = {}
     chosen: list[int] = []
-    for tag in expected:
-        for i, have in enumerate(buffer):
-            if i not in used and have == tag:
-                used.add(i)
-                chosen.append(i)
-                break
-        else:
+    for tag in expected:  # the k-th expected `tag` takes the k-th buffered `tag`
+        k = taken.get(tag, 0)
+        found = positions.get(tag, ())
+        if k >= len(found):
             return None
+        chosen.append(found[k])
+        taken[tag] = k + 1
     return chosen
 
 

@@ -69,9 +69,13 @@ async def execute(
     task = loop.create_task(coro)
     parking.wake = wake = loop.create_future()
     task.add_done_callback(lambda _: wake.done() or wake.set_result(None))
-    await wake
-    if not task.done():
-        await _settle(task, parking)
+    try:
+        await wake
+        if not task.done():
+            await _settle(task, parking)
+    except asyncio.CancelledError:
+        task.cancel()  # the run was cancelled or timed out: stop the step body too
+        raise
     if not task.done():
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -39,10 +39,12 @@ def build_workflow_spec(name: str, namespace: dict[str, Any]) -> WorkflowSpec:
         if options is not None:
             steps[attr] = build_spec(name, attr, value, options)
     problems = [p for s in steps.values() for p in s.problems]
-    start = _start_event(name, steps, problems)
-    if not problems:
+    start_problems: list[str] = []
+    start = _start_event(name, steps, start_problems)
+    problems.extend(start_problems)
+    if not start_problems:  # the graph can be walked even when a step's signature is wrong
         problems.extend(_graph_problems(name, steps, start))
-        problems.extend(_json_problems(steps))
+    problems.extend(_json_problems(steps))
     if problems:
         raise WorkflowValidationError(name, problems)
     return WorkflowSpec(name, steps, start)

@@ -34,6 +34,7 @@ class WorkflowHandler:
         except TimeoutError:
             err = WorkflowTimeoutError(f"run {self.run_id} timed out after {timeout}s")
             self.run.fail(err.to_info())
+            self.run.done.exception()  # mark it retrieved: this handler raises `err` instead
             raise err from None
 
     def __await__(self) -> Generator[Any, None, Any]:

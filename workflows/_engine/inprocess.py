@@ -143,7 +143,7 @@ class InProcessRun:
         if self.done.done():
             return
         self.status = "completed"
-        self.publish(stop)
+        self.stream.put_nowait(stop)  # a child's StopEvent is not its parent's
         self.done.set_result(result)
         self._close()
 
@@ -232,12 +232,15 @@ class InProcessRun:
                 expected: list[str]) -> list[Event] | None:
         buffer = self.buffers.setdefault(buffer_id, [])
         buffer.append((type(event).type_tag, encode_event(event)))
-        chosen = core.collect_match([tag for tag, _ in buffer], expected)
+        chosen = None
+        if len(buffer) >= len(expected):  # else not all in yet: skip the O(n) match
+            chosen = core.collect_match([tag for tag, _ in buffer], expected)
         if chosen is None:
             inv.journal[call_id] = {"ok": None}
             return None
         taken = [buffer[i][1] for i in chosen]
-        self.buffers[buffer_id] = [b for i, b in enumerate(buffer) if i not in set(chosen)]
+        used = set(chosen)
+        self.buffers[buffer_id] = [b for i, b in enumerate(buffer) if i not in used]
         inv.journal[call_id] = {"ok": taken}
         return [decode_event(e) for e in taken]
 

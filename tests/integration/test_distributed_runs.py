@@ -1,0 +1,178 @@
+"""The distributed runtime's promises, against a real redis-server and real worker processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.client import Client
+from tests.harness import ROOT, Worker, eventually
+from tests.integration.flows import Answer
+from workflows import (
+    InvalidInputError,
+    PayloadError,
+    RunCancelledError,
+    StepFailedError,
+    UnknownWorkflowError,
+)
+
+
+def effects(testdir: Path, label: str, suffix: str = "log") -> list[list[str]]:
+    path = testdir / "effects" / f"{label}.{suffix}"
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_each_tool_call_runs_once_with_a_stable_idempotency_key(
+    client: Client, workers: Worker, testdir: Path
+) -> None:
+    handle = client.submit("Recorder", label="once", calls=5)
+    ids = handle.result(timeout=30)
+    recorded = effects(testdir, "once")
+    assert sorted(call for call, _ in recorded) == sorted(ids)
+    assert len(set(ids)) == 5
+
+
+def test_tool_failures_come_back_as_data_with_retries_and_timeouts(
+    client: Client, workers: Worker, testdir: Path
+) -> None:
+    handle = client.submit("ToolFailures", label="fail", seconds=5.0)
+    out = handle.result(timeout=60)
+    assert out["it_flaky"] == {"ok": 3}
+    assert out["it_broken"]["type"] == "ValueError"
+    assert out["it_broken"]["attempts"] == 2
+    assert out["it_sleep"]["type"] == "ToolTimeout"
+    attempts = [int(a) for _, a in effects(testdir, "fail", "flaky")]
+    assert attempts == [1, 2, 3]
+    kinds = [e["kind"] for e in handle.timeline()]
+    assert kinds.count("retry") == 3  # two for the flaky tool, one for the broken one
+
+
+def test_a_timed_out_tool_leaves_its_worker_serving(client: Client, workers: Worker) -> None:
+    client.submit("ToolFailures", label="t1", seconds=5.0).result(timeout=60)
+    assert client.submit("AddTwice", a=1, b=1).result(timeout=30) == 4
+
+
+def test_fan_in_of_200_events_is_collected_exactly_once(client: Client, workers: Worker) -> None:
+    handle = client.submit("FanIn", n=200)
+    assert handle.result(timeout=90) == [2 * i for i in range(200)]
+    rt = client.runtime
+    assert rt.redis.hget(rt.keys.store(handle.run_id), "collected") == "1"
+
+
+def test_submitting_the_same_idempotency_key_twice_returns_the_same_run(
+    client: Client, workers: Worker
+) -> None:
+    first = client.submit("AddTwice", a=1, b=2, idempotency_key="idem-1")
+    second = client.submit("AddTwice", a=1, b=2, idempotency_key="idem-1")
+    assert first.run_id == second.run_id
+    assert first.result(timeout=30) == 6
+
+
+def test_invalid_submits_are_rejected_and_write_nothing(client: Client) -> None:
+    rt = client.runtime
+    before = rt.redis.dbsize()
+    with pytest.raises(UnknownWorkflowError, match="NoSuchFlow"):
+        client.submit("NoSuchFlow")
+    with pytest.raises(InvalidInputError, match="a"):
+        client.submit("AddTwice", a="not a number", b=1)
+    with pytest.raises(PayloadError, match="limit"):
+        client.submit("Recorder", label="x" * 2_000_000)
+    assert rt.redis.dbsize() == before
+
+
+def test_cancel_stops_a_running_run(client: Client, workers: Worker) -> None:
+    handle = client.submit("SlowStep", seconds=2.0)
+    eventually(lambda: client.runtime.redis.hget(client.runtime.keys.run(handle.run_id),
+                                                 "status") == "running")
+    assert handle.cancel() is True
+    with pytest.raises(RunCancelledError):
+        handle.result(timeout=10)
+    assert handle.status() == "cancelled"
+    # the slow step finishes its sleep but the next step never starts
+    rt = client.runtime
+    # the running step ends its sleep, but what it emits is never started
+    eventually(lambda: any(e["kind"] == "cancelled" for e in handle.timeline()))
+    assert _idle(client)
+    assert [type(e).__name__ for e in handle.events()] == ["Slow"]
+    assert handle.status() == "cancelled"
+
+
+def test_a_failing_step_is_retried_then_fails_the_run_with_the_error_as_data(
+    client: Client, workers: Worker
+) -> None:
+    handle = client.submit("Boom", label="b")
+    with pytest.raises(StepFailedError, match="boom b"):
+        handle.result(timeout=30)
+    info = handle.info()
+    assert info.status == "failed"
+    assert info.error is not None and info.error.attempts == 2
+    assert info.error.details["cause_type"] == "ValueError"
+
+
+def test_a_step_retried_by_its_policy_succeeds_on_attempt_three(
+    client: Client, workers: Worker
+) -> None:
+    handle = client.submit("StepRetries")
+    assert handle.result(timeout=30) == 3
+    assert [e["kind"] for e in handle.timeline()].count("retry") == 2
+
+
+def test_a_step_past_its_timeout_fails_the_run(client: Client, workers: Worker) -> None:
+    handle = client.submit("StepTimeout", seconds=5.0)
+    with pytest.raises(StepFailedError, match="WorkflowTimeoutError"):
+        handle.result(timeout=30)
+
+
+def test_a_waiting_run_holds_no_worker_and_resumes_on_an_event_from_another_process(
+    client: Client, workers: Worker, settings: object
+) -> None:
+    handle = client.submit("Approve", label="hitl")
+    asked = next(iter(handle.stream_events(timeout=30)))
+    assert asked.question == "ok hitl?"  # type: ignore[attr-defined]
+    assert _idle(client)
+    sender = (
+        "from app.client import Client\n"
+        "from tests.integration.flows import Answer\n"
+        f"Client().get({handle.run_id!r}).send_event(Answer(approved=True))\n"
+    )
+    env = _env(client)
+    subprocess.run([sys.executable, "-c", sender], cwd=ROOT, env=env, check=True, timeout=60)
+    assert handle.result(timeout=30) == {"label": "hitl", "approved": True}
+
+
+def test_a_child_waiting_for_an_answer_surfaces_it_on_the_parent_and_receives_it(
+    client: Client, workers: Worker
+) -> None:
+    handle = client.submit("ApproveParent", label="nested")
+    asked = next(iter(handle.stream_events(timeout=30)))
+    assert asked.question == "ok nested?"  # type: ignore[attr-defined]
+    assert _idle(client)
+    handle.send_event(Answer(approved=False))
+    assert handle.result(timeout=30) == {"child": {"label": "nested", "approved": False}}
+
+
+def _idle(client: Client) -> bool:
+    """No task queued and none running on any worker."""
+    rt = client.runtime
+
+    def check() -> bool:
+        queued = sum(rt.redis.llen(f"{rt.settings.key_prefix}:q:{q}") for q in
+                     rt.topology.queues | {"itest": None})
+        active = rt.app.control.inspect(timeout=1.0).active() or {}
+        return queued == 0 and all(not tasks for tasks in active.values())
+
+    return bool(eventually(check, timeout=20, what="no task in flight"))
+
+
+def _env(client: Client) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env["BATON_REDIS_URL"] = client.runtime.settings.redis_url or ""
+    env["BATON_IMPORTS"] = json.dumps(["examples", "tests.integration.flows"])
+    env["PYTHONPATH"] = str(ROOT)
+    return env

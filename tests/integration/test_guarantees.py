@@ -1,0 +1,100 @@
+"""Guarantees that are proven by breaking things on purpose: kills, restarts, one-slot pools."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.client import Client
+from tests.harness import RedisServer, Worker, eventually, worker_env
+
+EXPECTED_CRASH_SUM = sum(i * 10 + k for i in range(4) for k in range(3))
+
+
+@pytest.fixture
+def crash_worker(redis_server: RedisServer, testdir: Path) -> Iterator[Worker]:
+    worker = Worker(worker_env(redis_server.url, testdir), ["crash"], concurrency=2,
+                    name="crash@test").start()
+    yield worker
+    worker.stop()
+
+
+def test_three_level_nesting_with_parallel_calls_completes_on_one_single_slot_worker(
+    client: Client, redis_server: RedisServer, testdir: Path
+) -> None:
+    worker = Worker(worker_env(redis_server.url, testdir), ["single"], concurrency=1,
+                    name="single@test").start()
+    try:
+        handle = client.submit("ItOuter", x=1)
+        result = handle.result(timeout=60)
+    finally:
+        worker.stop()
+    inner = [(1 + 1) + (1 + 2), (11 + 1) + (11 + 2)]
+    assert result == {"middle": [*inner, 101], "sum": inner[0] + inner[1]}
+
+
+def test_a_run_completes_when_worker_processes_are_killed_mid_step(
+    client: Client, crash_worker: Worker, testdir: Path
+) -> None:
+    handles = [client.submit("CrashChain", label=f"kill{i}") for i in range(3)]
+    rng = random.Random(7)
+    kills = 0
+    deadline = time.monotonic() + 60
+    while kills < 4 and time.monotonic() < deadline:
+        busy = _busy_children(client, crash_worker)
+        if busy:
+            os.kill(rng.choice(busy), signal.SIGKILL)
+            kills += 1
+            eventually(lambda: len(crash_worker.children()) == 2, timeout=20,
+                       what="pool replaced the killed process")
+        else:
+            time.sleep(0.05)  # polling for a busy process, not synchronising a result
+    assert kills >= 2
+    for handle in handles:
+        assert handle.result(timeout=90) == EXPECTED_CRASH_SUM
+    for i in range(3):
+        _assert_each_call_applied_once_and_never_rerun_after_completion(testdir, f"kill{i}")
+
+
+def test_runs_survive_a_redis_restart(
+    client: Client, redis_server: RedisServer, crash_worker: Worker, testdir: Path
+) -> None:
+    handles = [client.submit("CrashChain", label=f"restart{i}") for i in range(2)]
+    eventually(lambda: (testdir / "effects" / "restart0.exec").exists(), timeout=30)
+    redis_server.restart()
+    for handle in handles:
+        status = eventually(lambda h=handle: _final(h), timeout=120, what="run ended")
+        assert status == "completed"
+        assert handle.result(timeout=5) == EXPECTED_CRASH_SUM
+
+
+def _final(handle: object) -> str | None:
+    status = handle.status()  # type: ignore[attr-defined]
+    return status if status in ("completed", "failed", "cancelled") else None
+
+
+def _busy_children(client: Client, worker: Worker) -> list[int]:
+    active = client.runtime.app.control.inspect(destination=[worker.name], timeout=0.5).active()
+    pids = [t.get("worker_pid") for tasks in (active or {}).values() for t in tasks]
+    return [p for p in pids if p]
+
+
+def _assert_each_call_applied_once_and_never_rerun_after_completion(
+    testdir: Path, label: str
+) -> None:
+    base = testdir / "effects"
+    applied = (base / f"{label}.effects").read_text().split()
+    assert len(applied) == len(set(applied)) == 12
+    finished: dict[str, float] = {}
+    for line in (base / f"{label}.exec").read_text().splitlines():
+        kind, call, ts = line.split()
+        if kind == "done":
+            finished.setdefault(call, float(ts))
+        else:
+            assert call not in finished, f"call {call} ran again after it completed"
