@@ -26,7 +26,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
         "health_check_interval": 10,
-        "unacked_restore_throttle": 0,
+        # sweep for abandoned (unacked) messages every 2 s, so a killed worker's or a
+        # Redis restart's in-flight messages come back one visibility timeout later
+        "unacked_restore_interval": 2,
+        "unacked_restore_throttle": 1,
     }
     return {
         "broker_url": url,

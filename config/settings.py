@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
@@ -18,7 +18,9 @@ DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
 class Settings(BaseSettings):
     """Every knob of a Baton deployment, with the ``BATON_`` prefix (``BATON_REDIS_URL``, ...)."""
 
-    model_config = SettingsConfigDict(env_prefix="BATON_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="BATON_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     redis_url: str | None = Field(
         default=None, description="Redis for broker, run state and events; unset: `baton up` "
@@ -31,6 +33,11 @@ class Settings(BaseSettings):
     topology_file: Path = DEFAULT_TOPOLOGY
     max_payload_bytes: int = Field(default=1_000_000, gt=0)
     max_time_limit: float = Field(default=600.0, gt=0, description="longest step/tool time limit")
+    visibility_timeout_override: int | None = Field(
+        default=None, alias="BATON_VISIBILITY_TIMEOUT", gt=0,
+        description="seconds before an unacknowledged message is redelivered; must exceed "
+        "max_time_limit (default: max_time_limit + 60)",
+    )
     flower_user: str = "baton"
     flower_password: SecretStr = SecretStr("change-me")
     flower_port: int = 5555
@@ -43,10 +50,20 @@ class Settings(BaseSettings):
             raise ValueError("BATON_REDIS_URL must start with redis://, rediss:// or unix://")
         return value
 
+    @model_validator(mode="after")
+    def _visibility_above_limits(self) -> Settings:
+        vt = self.visibility_timeout_override
+        if vt is not None and vt <= self.max_time_limit:
+            raise ValueError(
+                f"BATON_VISIBILITY_TIMEOUT ({vt}) must exceed BATON_MAX_TIME_LIMIT "
+                f"({self.max_time_limit}), or running tasks would be delivered twice"
+            )
+        return self
+
     @property
     def visibility_timeout(self) -> int:
         """Longer than any time limit, so a running late-ack task is never redelivered."""
-        return int(self.max_time_limit) + 60
+        return self.visibility_timeout_override or int(self.max_time_limit) + 60
 
 
 @lru_cache(maxsize=1)

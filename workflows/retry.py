@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 class Retry(BaseModel):
     """At most ``max_attempts`` attempts; attempt n waits ``delay * backoff**(n-1)`` (capped)."""
 
-    model_config = {"frozen": True}
+    model_config = {"frozen": True, "extra": "forbid"}  # a misspelt option must not vanish
 
     max_attempts: int = Field(default=1, ge=1)
     delay: float = Field(default=0.0, ge=0)

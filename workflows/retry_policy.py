@@ -2,6 +2,10 @@
 
 from workflows.retry import Retry
 
-ConstantDelayRetryPolicy = Retry
+
+def ConstantDelayRetryPolicy(maximum_attempts: int = 3, delay: float = 5.0) -> Retry:
+    """LlamaIndex's ``ConstantDelayRetryPolicy(maximum_attempts, delay)``, as a Baton Retry."""
+    return Retry(max_attempts=maximum_attempts, delay=delay, backoff=1.0)
+
 
 __all__ = ["ConstantDelayRetryPolicy", "Retry"]

@@ -45,6 +45,7 @@ class StepSpec:
     batch: bool = False
     returns_list: bool = False
     problems: list[str] = field(default_factory=list)
+    ctx_param: str = "ctx"
 
     @property
     def qualname(self) -> str:
@@ -96,21 +97,23 @@ def build_spec(workflow: str, name: str, fn: Callable[..., Any], options: StepOp
         hints = {}
         problems.append(f"{culprit}: cannot resolve type hints ({exc})")
     params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
-    takes_ctx, event_param, accepts, batch = False, "", (), False
+    takes_ctx, ctx_param, event_param, accepts, batch = False, "ctx", "", (), False
     for param in params:
         hint = hints.get(param.name)
         if _is_context(hint) or (hint is None and param.name in {"ctx", "context"}):
-            takes_ctx = True
+            takes_ctx, ctx_param = True, param.name
             continue
         types_, is_list = _event_types(hint)
         if types_:
             event_param, accepts, batch = param.name, types_, is_list
+        elif hint is not None and param.default is param.empty:
+            problems.append(f"{culprit}: parameter {param.name!r} is not a Context or an Event")
     if not accepts:
         problems.append(f"{culprit}: no parameter is annotated with an Event type")
     emits, returns_list = _event_types(hints.get("return"))
     return StepSpec(
         name, workflow, fn, accepts, emits, options, takes_ctx, event_param, batch, returns_list,
-        problems,
+        problems, ctx_param,
     )
 
 

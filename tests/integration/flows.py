@@ -281,7 +281,7 @@ class ItOuter(Workflow):
 # --- crash recovery --------------------------------------------------------------------------
 
 
-@tool(queue="crash", timeout=20)
+@tool(queue="crash", timeout=2)
 def crash_record(label: str, n: int, ctx: ToolContext) -> int:
     """Logs start and end of every execution; applies its effect once per idempotency key."""
     import time

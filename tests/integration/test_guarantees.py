@@ -19,8 +19,9 @@ EXPECTED_CRASH_SUM = sum(i * 10 + k for i in range(4) for k in range(3))
 
 @pytest.fixture
 def crash_worker(redis_server: RedisServer, testdir: Path) -> Iterator[Worker]:
-    worker = Worker(worker_env(redis_server.url, testdir), ["crash"], concurrency=2,
-                    name="crash@test").start()
+    # short limits so a message stranded by a crash comes back within seconds
+    env = worker_env(redis_server.url, testdir, BATON_MAX_TIME_LIMIT=5, BATON_VISIBILITY_TIMEOUT=8)
+    worker = Worker(env, ["crash"], concurrency=2, name="crash@test").start()
     yield worker
     worker.stop()
 

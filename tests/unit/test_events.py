@@ -197,3 +197,18 @@ def test_store_reads_and_writes_dotted_paths_and_a_missing_key_raises_value_erro
         "default": "fallback",
         "missing": "no value in the store at 'user.email'",
     }
+
+
+def test_stream_events_called_again_after_the_end_returns_instead_of_hanging() -> None:
+    async def scenario() -> tuple[int, list[Event]]:
+        handler = Streaming().run()
+        first = [e async for e in handler.stream_events()]
+        await handler
+        again = await asyncio.wait_for(_drain(handler.stream_events()), 5)
+        return len(first), again
+
+    assert asyncio.run(scenario()) == (4, [])
+
+
+async def _drain(stream: Any) -> list[Event]:
+    return [e async for e in stream]

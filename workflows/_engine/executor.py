@@ -59,8 +59,10 @@ async def execute(
 ) -> Outcome:
     """Run the step body once (bounded by its timeout) and classify the result."""
     inv.parking = parking
-    args: list[Any] = [ctx] if spec.takes_ctx else []
-    coro = spec.fn(instance, *args, inv.event)
+    kwargs: dict[str, Any] = {spec.event_param: inv.event}  # by name: any parameter order
+    if spec.takes_ctx:
+        kwargs[spec.ctx_param] = ctx
+    coro = spec.fn(instance, **kwargs)
     if spec.options.timeout is not None:
         coro = asyncio.wait_for(coro, spec.options.timeout)
     if parking is None:

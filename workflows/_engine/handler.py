@@ -54,6 +54,7 @@ class WorkflowHandler:
         while True:
             event = await self.run.stream.get()
             if event is None:
+                self.run.stream.put_nowait(None)  # a later call ends too, instead of hanging
                 return
             yield event
 
