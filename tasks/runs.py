@@ -66,8 +66,8 @@ def create_run(
         pipe.sadd(k.tasks(run_id), *[m.task_id for m in messages])
     if parent:
         pipe.sadd(k.children(parent["run"]), run_id)
+    rt.send(messages, pipe)
     pipe.execute()
-    rt.send(messages)
     return run_id, True
 
 

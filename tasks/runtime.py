@@ -17,6 +17,7 @@ from celery import Celery
 from config import Settings, Topology, load_topology
 from tasks import scripts
 from tasks.keys import Keys
+from tasks.publish import Publisher
 from workflows.step import Mode
 from workflows.tools import ToolSpec
 from workflows.workflow import Workflow, require_workflow
@@ -58,6 +59,7 @@ class Runtime:
         self._redis: redis.Redis | None = None
         self._pid = 0
         self._scripts: dict[str, Any] = {}
+        self.publisher = Publisher(app, f"{settings.key_prefix}:q:")
 
     @property
     def redis(self) -> redis.Redis:
@@ -108,17 +110,16 @@ class Runtime:
 
     # --- sending ------------------------------------------------------------------------
 
-    def send(self, messages: list[Message]) -> None:
-        """Publish messages over one producer connection (a group, in Celery's terms)."""
+    def send(self, messages: list[Message], pipe: Any = None) -> None:
+        """Publish messages: on ``pipe`` (sent with the caller's writes) or in one round trip."""
         if not messages:
             return
-        with self.app.producer_or_acquire() as producer:
-            for m in messages:
-                self.app.send_task(
-                    m.name, args=m.args, queue=m.queue, task_id=m.task_id, producer=producer,
-                    countdown=m.countdown, soft_time_limit=m.soft_time_limit,
-                    time_limit=m.time_limit, ignore_result=True,
-                )
+        if pipe is not None:
+            self.publisher.push(pipe, messages)
+            return
+        own = self.redis.pipeline(transaction=False)
+        self.publisher.push(own, messages)
+        own.execute()
 
 
 def redis_client(url: str) -> redis.Redis:

@@ -138,8 +138,8 @@ class StepTask:
         pipe.delete(self.k.journal(self.run_id, inv.id))
         if messages:
             pipe.sadd(self.k.tasks(self.run_id), *[m.task_id for m in messages])
+        self.rt.send(messages, pipe)
         pipe.execute()
-        self.rt.send(messages)
         if finish is not None:
             runs.finish_run(self.rt, self.run_id, finish.result, finish.stop_event, parent)
 
@@ -166,19 +166,18 @@ class StepTask:
                 children.append((core.child_id(self.run_id, call["call_id"]), call))
             else:
                 self._register_waiter(pipe, backend, call, where)
-        pipe.execute()
-        resume = Message(f"{self.cls.name}.{self.step.name}", self.args,
-                         self.rt.step_queue(self.cls, self.step.name),
-                         time_limit=self.rt.step_message(self.cls.name, self.step.name, []).time_limit)
-        parked = self.rt.script("PARK")(
+        resume = self.rt.step_message(self.cls.name, self.step.name, self.args)
+        # PARK runs before the calls are pushed, in the same round trip: it counts them all
+        # as pending unless every answer is already journaled (then it asks to resume now).
+        self.rt.script("PARK")(
             keys=[self.k.journal(self.run_id, inv.id), self.k.wait(self.run_id, inv.id)],
-            args=[json.dumps(resume.to_json()), *[c["call_id"] for c in calls]],
+            args=[json.dumps(resume.to_json()), *[c["call_id"] for c in calls]], client=pipe,
         )
-        if parked == 1:
-            messages.append(resume)
-        if messages:
-            self.rt.redis.sadd(self.k.tasks(self.run_id), *[m.task_id for m in messages])
-        self.rt.send(messages)
+        ids = [m.task_id for m in messages] + [resume.task_id]
+        pipe.sadd(self.k.tasks(self.run_id), *ids)
+        self.rt.send(messages, pipe)
+        if pipe.execute()[-len(messages) - 2] == 1:
+            self.rt.send([resume])
         for child_run, call in children:
             runs.create_run(self.rt, call["workflow"], child_run, decode_event(call["start"]),
                             parent={**here, "call_id": call["call_id"]}, root=backend.root)
@@ -232,8 +231,8 @@ class StepTask:
                 failure = command.error
         if messages:
             pipe.sadd(self.k.tasks(self.run_id), *[m.task_id for m in messages])
+        self.rt.send(messages, pipe)
         pipe.execute()
-        self.rt.send(messages)
         if failure is not None:
             runs.fail_run(self.rt, self.run_id, failure, parent=parent)
 

@@ -94,9 +94,10 @@ class Worker:
         self.name = name or f"w{free_port()}@test"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = Path(env["BATON_TEST_DIR"]) / f"{self.name.split('@')[0]}.log"
+        self.start_app = "app.worker:celery_app"
 
     def start(self) -> Worker:
-        cmd = [sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker",
+        cmd = [sys.executable, "-m", "celery", "-A", self.start_app, "worker",
                "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
                "-n", self.name, "-E", "--without-gossip", "--without-mingle",
                "--loglevel", "INFO"]

@@ -97,7 +97,8 @@ def build_spec(workflow: str, name: str, fn: Callable[..., Any], options: StepOp
         hints = {}
         problems.append(f"{culprit}: cannot resolve type hints ({exc})")
     params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
-    takes_ctx, ctx_param, event_param, accepts, batch = False, "ctx", "", (), False
+    takes_ctx, ctx_param, event_param, batch = False, "ctx", "", False
+    accepts: tuple[type[Event], ...] = ()
     for param in params:
         hint = hints.get(param.name)
         if _is_context(hint) or (hint is None and param.name in {"ctx", "context"}):

@@ -235,8 +235,10 @@ def test_tool_runner_reports_an_unknown_tool_as_data() -> None:
 
 
 def test_demo_runs_every_example_and_prints_streams_and_results(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapping inside the asserted fragments
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
     demo_main([])
     out = capsys.readouterr().out
     for text in (

@@ -166,3 +166,24 @@ class ContextTyped(Workflow):
 def test_a_step_gets_the_context_by_annotation_or_by_the_name_ctx() -> None:
     assert run_sync(ContextByName()) == {"has_run_id": True, "attempt": 1}
     assert run_sync(ContextTyped()) == 1
+
+
+class ContextLast(Workflow):
+    @step
+    async def only(self, ev: StartEvent, ctx: Context) -> StopEvent:
+        return StopEvent(result={"attempt": ctx.attempt, "x": ev.get("x")})
+
+
+def test_a_step_may_take_the_context_after_the_event() -> None:
+    assert run_sync(ContextLast(), x=7) == {"attempt": 1, "x": 7}
+
+
+def test_a_step_parameter_that_is_neither_context_nor_event_is_rejected() -> None:
+    with pytest.raises(WorkflowValidationError) as info:
+
+        class ExtraParam(Workflow):
+            @step
+            async def only(self, ev: StartEvent, llm: str) -> StopEvent:
+                return StopEvent(result=llm)
+
+    assert info.value.problems == ["ExtraParam.only: parameter 'llm' is not a Context or an Event"]

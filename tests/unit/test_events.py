@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from workflows import Context, Event, StartEvent, StopEvent, Workflow, step
+from workflows._engine.core import collect_match
 
 from .helpers import run_sync
 
@@ -212,3 +213,12 @@ def test_stream_events_called_again_after_the_end_returns_instead_of_hanging() -
 
 async def _drain(stream: Any) -> list[Event]:
     return [e async for e in stream]
+
+
+def test_fan_in_takes_the_earliest_buffered_event_of_each_expected_type_in_expected_order() -> None:
+    buffer = ["B", "A", "B", "C", "A"]
+    assert collect_match(buffer, ["A", "B", "A"]) == [1, 0, 4]
+    assert collect_match(buffer, ["C", "B", "B"]) == [3, 0, 2]
+    assert collect_match(buffer, ["A", "A", "A"]) is None
+    assert collect_match(buffer[:2], ["A", "B", "C"]) is None
+    assert collect_match([], []) == []

@@ -188,8 +188,8 @@ def test_cancel_stops_the_running_step_and_no_further_step_starts() -> None:
         await asyncio.wait_for(wf.stopped.wait(), 5)
         wf.gate.set()  # too late: the step body was cancelled, not left running
         await handler.send_event(Released())  # would start `after` in a live run
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(wf.after_started.wait(), 0.2)
+        with pytest.raises(TimeoutError):  # proving an absence needs a bound; a live run
+            await asyncio.wait_for(wf.after_started.wait(), 0.2)  # starts `after` at once
         return list(wf.log)
 
     assert asyncio.run(scenario()) == ["block cancelled"]

@@ -1,0 +1,293 @@
+"""The local stack as processes: what ``docker-compose.yml`` is for a real deployment.
+
+``LocalStack`` starts a private ``redis-server`` (when no ``BATON_REDIS_URL`` is set), one
+``celery worker`` per queue of the topology with that queue's pool and concurrency, and
+optionally Flower behind basic auth; it waits until each is ready and stops all it started
+(SIGTERM to the process group, SIGKILL after a grace period). ``stack.settings`` and
+``stack.env`` point a ``Client`` or another process at it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+from pydantic import SecretStr
+
+from config import QueueSpec, Settings, load_topology
+from workflows.errors import ConfigurationError
+
+CELERY_APP = "app.worker:celery_app"
+DEFAULT_FLOWER_PASSWORD = "change-me"
+NOT_PASSED = {"flower_password"}  # secrets the workers have no use for
+
+
+class StackError(ConfigurationError):
+    """A process of the local stack could not be started (the message says which and why)."""
+
+
+@dataclass
+class Proc:
+    """A started process, leader of its own process group, logging to ``log``."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def worker_command(queue: str, spec: QueueSpec, loglevel: str = "INFO") -> list[str]:
+    """The celery worker command line for one queue (``baton worker`` and ``baton up``)."""
+    return [
+        sys.executable, "-m", "celery", "-A", CELERY_APP, "worker", "-Q", queue,
+        "-P", spec.pool, "-c", str(spec.concurrency), "-n", f"{queue}@%h", "-E",
+        "--without-gossip", "--without-mingle", "--loglevel", loglevel,
+    ]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as ``BATON_*`` variables, so a child process reads the very same settings."""
+    env: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value is None or name in NOT_PASSED:
+            continue
+        key = field.alias or f"BATON_{name.upper()}"
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[key] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalStack:
+    """Redis (if none configured), a worker per topology queue and Flower, as child processes."""
+
+    def __init__(
+        self, settings: Settings, *, flower: bool = True, workdir: Path | None = None,
+        cwd: Path | None = None, ready_timeout: float = 60.0, stop_timeout: float = 15.0,
+    ) -> None:
+        self.base = settings
+        self.topology = load_topology(settings.topology_file)
+        self.flower = flower
+        self.cwd = cwd or Path.cwd()
+        self.ready_timeout, self.stop_timeout = ready_timeout, stop_timeout
+        self._own_dir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="baton-stack-"))
+        self.procs: dict[str, Proc] = {}
+        self.redis_url = settings.redis_url
+        password = settings.flower_password.get_secret_value()
+        self.flower_password_generated = password == DEFAULT_FLOWER_PASSWORD
+        self.flower_password = secrets.token_urlsafe(12) if self.flower_password_generated \
+            else password
+        self.flower_url: str | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The settings with this stack's Redis URL: ``Client(stack.settings)``."""
+        return self.base.model_copy(update={"redis_url": self.redis_url})
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a child process (or a shell) that talks to this stack."""
+        inherited = {k: v for k, v in os.environ.items()
+                     if not k.startswith(("BATON_", "FLOWER_"))}
+        path = os.pathsep.join(p for p in [str(self.cwd), inherited.get("PYTHONPATH", "")] if p)
+        return {**inherited, **settings_env(self.settings), "PYTHONPATH": path,
+                "PYTHONUNBUFFERED": "1"}
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        """Start everything and wait until it is ready; on any failure stop what was started."""
+        try:
+            (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+            if self.redis_url is None:
+                self._start_redis()
+            else:
+                self._check_redis(self.redis_url)
+            self._start_workers()
+            if self.flower:
+                self._start_flower()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop Flower, then the workers (they requeue through Redis), then Redis; idempotent."""
+        order = [n for n in self.procs if n == "flower"]
+        order += [n for n in self.procs if n not in ("flower", "redis")]
+        for group in (order, [n for n in self.procs if n == "redis"]):
+            procs = [self.procs.pop(n) for n in group]
+            for p in procs:
+                _signal_group(p.pid, signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_timeout
+            for p in procs:
+                _reap(p, deadline)
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def dead(self) -> list[str]:
+        """Names of started processes that have exited."""
+        return [name for name, p in self.procs.items() if not p.alive()]
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- the parts ------------------------------------------------------------------------
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Proc:
+        log = self.workdir / "logs" / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(cmd, cwd=self.cwd, env=env or self.env, stdout=out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        proc = Proc(name, popen, log)
+        self.procs[name] = proc
+        return proc
+
+    def _start_redis(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise StackError("redis-server is not installed (apt-get install redis-server), "
+                             "or set BATON_REDIS_URL to an existing Redis")
+        port, password = free_port(), secrets.token_hex(16)
+        data = self.workdir / "redis"
+        data.mkdir(exist_ok=True)
+        conf = data / "redis.conf"  # the password in a private file, not on the command line
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {data}\nappendonly yes\nsave \"\"\n"
+            f"maxmemory-policy noeviction\nrequirepass {password}\nloglevel warning\n"
+        )
+        conf.chmod(0o600)
+        proc = self._spawn("redis", [binary, str(conf)], env=dict(os.environ))
+        url = f"redis://:{password}@127.0.0.1:{port}/0"
+        _wait(lambda: _ping(url), self.ready_timeout, proc)
+        self.redis_url = url
+
+    def _check_redis(self, url: str) -> None:
+        try:
+            _ping(url)
+        except redis.RedisError as exc:
+            raise StackError(f"BATON_REDIS_URL is set but Redis does not answer: {exc}") from exc
+
+    def _start_workers(self) -> None:
+        procs = [self._spawn(queue, worker_command(queue, spec))
+                 for queue, spec in self.topology.queues.items()]
+        deadline = time.monotonic() + self.ready_timeout
+        for proc in procs:
+            _wait(partial(_worker_ready, proc), deadline - time.monotonic(), proc)
+
+    def _start_flower(self) -> None:
+        port = self.base.flower_port
+        if not _port_free(port):
+            raise StackError(f"Flower's port {port} is in use: set BATON_FLOWER_PORT, "
+                             "or run with --no-flower")
+        cmd = [sys.executable, "-m", "celery", "-A", CELERY_APP, "flower", f"--port={port}",
+               "--address=127.0.0.1", "--max_tasks=10000"]
+        # basic auth through Flower's environment, so the password is not on the command line
+        env = {**self.env, "FLOWER_BASIC_AUTH": f"{self.base.flower_user}:{self.flower_password}"}
+        proc = self._spawn("flower", cmd, env)
+        url = f"http://127.0.0.1:{port}"
+        _wait(lambda: _http_ok(f"{url}/healthcheck"), self.ready_timeout, proc)
+        self.flower_url = url
+
+
+def _worker_ready(proc: Proc) -> bool:
+    return "ready." in proc.tail(1_000_000)
+
+
+def _ping(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return int(resp.status) == 200
+
+
+def _wait(check: Callable[[], Any], timeout: float, proc: Proc) -> None:
+    """Poll ``check`` until truthy; fail at once with its log if ``proc`` exits."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        if not proc.alive():
+            raise StackError(f"{proc.name} exited with code {proc.popen.returncode} while "
+                             f"starting; its log ({proc.log}) ends with:\n{proc.tail()}")
+        try:
+            if check():
+                return
+        except (OSError, redis.RedisError, urllib.error.URLError):
+            pass  # not up yet
+        if time.monotonic() > deadline:
+            raise StackError(f"{proc.name} was not ready within {timeout:.0f}s; its log "
+                             f"({proc.log}) ends with:\n{proc.tail()}")
+        time.sleep(0.1)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap(proc: Proc, deadline: float) -> None:
+    """Wait for the leader until ``deadline``, then SIGKILL whatever is left of its group."""
+    try:
+        proc.popen.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.popen.wait()
+    _signal_group(proc.pid, signal.SIGKILL)  # stragglers (pool children) of a finished leader

@@ -1,0 +1,129 @@
+"""Distributed cost, side by side on one private Redis: Baton vs raw Celery.
+
+1. Step latency: a chain of N Baton step hops vs a raw Celery chain of N no-op links.
+2. Fan-out: one step calling 1,000 tools in parallel vs a raw Celery group of 1,000 no-ops.
+Each side gets one worker of the same pool and concurrency, run one after the other.
+
+    .venv/bin/python -m benchmarks.bench_distributed [--hops 100] [--width 1000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import chain, group
+
+from tests.harness import RedisServer, Worker, worker_env
+
+
+def _time(fn: Any, repeat: int) -> list[float]:
+    fn()  # warm-up: imports, connections, first-task costs
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def bench_raw(url: str, hops: int, width: int, repeat: int) -> dict[str, list[float]]:
+    import os
+
+    os.environ["BATON_REDIS_URL"] = url
+    from benchmarks.raw_celery import noop
+
+    def run_chain() -> None:
+        result = chain(noop.s(0), *[noop.s() for _ in range(hops - 1)]).apply_async()
+        assert result.get(timeout=120) == hops
+
+    def run_group() -> None:
+        result = group(noop.s(i) for i in range(width)).apply_async()
+        assert len(result.get(timeout=300)) == width
+
+    return {"chain": _time(run_chain, repeat), "group": _time(run_group, repeat)}
+
+
+def bench_baton(url: str, hops: int, width: int, repeat: int) -> dict[str, list[float]]:
+    from app.celery_app import create_app
+    from app.client import Client
+    from config import Settings
+
+    settings = Settings(redis_url=url, imports=["benchmarks.flows"])
+    _, runtime = create_app(settings)
+    client = Client(runtime=runtime)
+
+    def run_chain() -> None:
+        assert client.submit("BenchChain", n=hops).result(timeout=120) == hops
+
+    def run_fan() -> None:
+        expected = width * (width - 1) // 2
+        assert client.submit("BenchFanOut", width=width).result(timeout=300) == expected
+
+    return {"chain": _time(run_chain, repeat), "group": _time(run_fan, repeat)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--hops", type=int, default=100)
+    parser.add_argument("--width", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="baton-bench-"))
+    (tmp / "redis").mkdir()
+    server = RedisServer(tmp / "redis")
+    server.start()
+    env = worker_env(server.url, tmp, BATON_IMPORTS='["benchmarks.flows"]')
+    results: dict[str, Any] = {}
+    try:
+        raw_worker = Worker(env, ["raw"], args.concurrency, name="raw@bench")
+        raw_worker.start_app = "benchmarks.raw_celery:raw_app"
+        with _running(raw_worker):
+            results["raw"] = bench_raw(server.url, args.hops, args.width, args.repeat)
+        with _running(Worker(env, ["bench"], args.concurrency, name="baton@bench")):
+            results["baton"] = bench_baton(server.url, args.hops, args.width, args.repeat)
+    finally:
+        server.stop()
+    print(json.dumps(summarize(results, args.hops, args.width), indent=2))
+    if args.out:
+        args.out.write_text(json.dumps({"raw": results, **summarize(results, args.hops,
+                                                                     args.width)}))
+
+
+class _running:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def __enter__(self) -> Worker:
+        return self.worker.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.worker.stop()
+
+
+def summarize(results: dict[str, Any], hops: int, width: int) -> dict[str, Any]:
+    raw_link = statistics.median(results["raw"]["chain"]) / hops
+    baton_hop = statistics.median(results["baton"]["chain"]) / hops
+    raw_group = statistics.median(results["raw"]["group"])
+    baton_fan = statistics.median(results["baton"]["group"])
+    return {
+        "raw_chain_link_ms": round(raw_link * 1000, 3),
+        "baton_step_hop_ms": round(baton_hop * 1000, 3),
+        "step_latency_ratio_baton_over_raw": round(baton_hop / raw_link, 3),
+        "raw_group_1000_s": round(raw_group, 3),
+        "baton_fanout_1000_tools_s": round(baton_fan, 3),
+        "fanout_throughput_ratio_baton_over_raw": round(raw_group / baton_fan, 3),
+        "raw_group_tasks_per_s": round(width / raw_group, 1),
+        "baton_fanout_tools_per_s": round(width / baton_fan, 1),
+    }
+
+
+if __name__ == "__main__":
+    main()
