@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -68,8 +69,15 @@ class RunHandle:
             raise InvalidInputError(f"no run {self.run_id!r} (never submitted, or expired)")
         error = ErrorInfo.model_validate_json(raw["error"]) if raw.get("error") else None
         parent = json.loads(raw["parent"])["run"] if raw.get("parent") else None
-        return RunInfo(self.run_id, raw["workflow"], raw["status"], float(raw["created"]),
-                       float(raw["updated"]), parent, error)
+        return RunInfo(
+            self.run_id,
+            raw["workflow"],
+            raw["status"],
+            float(raw["created"]),
+            float(raw["updated"]),
+            parent,
+            error,
+        )
 
     def status(self) -> str:
         return self.info().status
@@ -91,14 +99,19 @@ class RunHandle:
     def events(self) -> list[Event]:
         """Every event of the run so far (start, emitted, sent, streamed, stop)."""
         entries = self._rt.redis.xrange(self._rt.keys.events(self.run_id))
-        return [decode_event(loads(f["e"])) for _, f in entries
-                if f["k"] in ("event", "stream", "input", "stop")]
+        return [
+            decode_event(loads(f["e"]))
+            for _, f in entries
+            if f["k"] in ("event", "stream", "input", "stop")
+        ]
 
     def timeline(self) -> list[dict[str, Any]]:
         """Every stream entry, including retries and the final status, with timestamps."""
         entries = self._rt.redis.xrange(self._rt.keys.events(self.run_id))
-        return [{"id": i, "ms": int(i.split("-")[0]), "kind": f["k"], "data": loads(f["e"])}
-                for i, f in entries]
+        return [
+            {"id": i, "ms": int(i.split("-")[0]), "kind": f["k"], "data": loads(f["e"])}
+            for i, f in entries
+        ]
 
     def stream_events(self, timeout: float | None = 60.0) -> Iterator[Event]:
         """Live: streamed events, input requests and the StopEvent, as they are written."""
@@ -109,12 +122,11 @@ class RunHandle:
             if kind in END_KINDS:
                 return
 
-    def _entries(self, deadline: float | None, kinds: tuple[str, ...]
-                 ) -> Iterator[tuple[str, Any]]:
+    def _entries(self, deadline: float | None, kinds: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
         key, last = self._rt.keys.events(self.run_id), "0-0"
         while deadline is None or time.monotonic() < deadline:
-            block = 1000 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
-            got = _guard(lambda: self._rt.redis.xread({key: last}, block=min(block, 1000)))
+            left = 1000 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
+            got = _guard(partial(self._rt.redis.xread, {key: last}, block=min(left, 1000)))
             for _, entries in got or []:
                 for entry_id, fields in entries:
                     last = entry_id
@@ -141,7 +153,8 @@ class RunHandle:
         deliveries = core.route(spec, f"ext-{uuid.uuid4().hex}", [(event, step)], batch=False)
         if not deliveries:
             raise InvalidInputError(
-                f"no step of {info.workflow} accepts {type(event).__name__} and none waits for it")
+                f"no step of {info.workflow} accepts {type(event).__name__} and none waits for it"
+            )
         rt.redis.xadd(k.events(self.run_id), {"k": "event", "e": dumps(envelope)})
         rt.send(runs.delivery_messages(rt, info.workflow, self.run_id, deliveries))
 
@@ -159,8 +172,14 @@ class Client:
         self.runtime = runtime
 
     def submit(
-        self, workflow: str | type[Workflow], start_event: StartEvent | None = None, /, *,
-        idempotency_key: str | None = None, timeout: float | None = None, **kwargs: Any,
+        self,
+        workflow: str | type[Workflow],
+        start_event: StartEvent | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
     ) -> RunHandle:
         """Validate and enqueue a run; the same idempotency key returns the same run."""
         name = workflow if isinstance(workflow, str) else workflow.name
@@ -170,9 +189,16 @@ class Client:
             raise
         start = cls.make_start_event(start_event, **kwargs)
         deadline = now() + timeout if timeout else None
-        run_id, _ = _guard(lambda: runs.create_run(
-            self.runtime, name, uuid.uuid4().hex, start, deadline=deadline,
-            idempotency_key=idempotency_key))
+        run_id, _ = _guard(
+            lambda: runs.create_run(
+                self.runtime,
+                name,
+                uuid.uuid4().hex,
+                start,
+                deadline=deadline,
+                idempotency_key=idempotency_key,
+            )
+        )
         return RunHandle(self, run_id)
 
     def get(self, run_id: str) -> RunHandle:
@@ -200,15 +226,21 @@ class AsyncClient:
     def __init__(self, settings: Settings | None = None, runtime: Runtime | None = None) -> None:
         self.sync = Client(settings, runtime)
 
-    async def submit(self, workflow: str | type[Workflow], start_event: StartEvent | None = None,
-                     /, **kwargs: Any) -> RunHandle:
+    async def submit(
+        self,
+        workflow: str | type[Workflow],
+        start_event: StartEvent | None = None,
+        /,
+        **kwargs: Any,
+    ) -> RunHandle:
         return await asyncio.to_thread(self.sync.submit, workflow, start_event, **kwargs)
 
     async def result(self, handle: RunHandle, timeout: float | None = 60.0) -> Any:
         return await asyncio.to_thread(handle.result, timeout)
 
-    async def stream_events(self, handle: RunHandle, timeout: float | None = 60.0
-                            ) -> AsyncIterator[Event]:
+    async def stream_events(
+        self, handle: RunHandle, timeout: float | None = 60.0
+    ) -> AsyncIterator[Event]:
         iterator = handle.stream_events(timeout)
         while True:
             event = await asyncio.to_thread(next, iterator, None)

@@ -35,8 +35,7 @@ class Gauge:
         lines = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} gauge"]
         for labels, value in self.samples:
             inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
-            lines.append(f"{self.name}{{{inner}}} {value:g}" if inner else
-                         f"{self.name} {value:g}")
+            lines.append(f"{self.name}{{{inner}}} {value:g}" if inner else f"{self.name} {value:g}")
         return "\n".join(lines)
 
 
@@ -73,17 +72,29 @@ def _read(rt: Runtime, sample: int) -> list[Gauge]:
     pipe.llen(k.dead_letters())
     pipe.zcard(k.runs())
     *depths, unacked, dead, indexed = pipe.execute()
-    depth = Gauge("baton_queue_depth", "Messages waiting in a queue (not yet taken by a worker).",
-                  [({"queue": q}, float(n)) for q, n in zip(names, depths, strict=True)])
+    depth = Gauge(
+        "baton_queue_depth",
+        "Messages waiting in a queue (not yet taken by a worker).",
+        [({"queue": q}, float(n)) for q, n in zip(names, depths, strict=True)],
+    )
     return [
         depth,
-        Gauge("baton_unacked_messages", "Messages taken by a worker and not yet acknowledged.",
-              [({}, float(unacked))]),
+        Gauge(
+            "baton_unacked_messages",
+            "Messages taken by a worker and not yet acknowledged.",
+            [({}, float(unacked))],
+        ),
         _runs_by_status(rt, sample),
-        Gauge("baton_runs_indexed", "Run ids in the runs index (expired runs included).",
-              [({}, float(indexed))]),
-        Gauge("baton_dead_letters", "Rejected messages kept in the dead-letter list.",
-              [({}, float(dead))]),
+        Gauge(
+            "baton_runs_indexed",
+            "Run ids in the runs index (expired runs included).",
+            [({}, float(indexed))],
+        ),
+        Gauge(
+            "baton_dead_letters",
+            "Rejected messages kept in the dead-letter list.",
+            [({}, float(dead))],
+        ),
     ]
 
 
@@ -91,11 +102,14 @@ def _runs_by_status(rt: Runtime, sample: int) -> Gauge:
     ids = rt.redis.zrevrange(rt.keys.runs(), 0, max(sample, 1) - 1)
     pipe = rt.redis.pipeline(transaction=False)
     for run_id in ids:
-        pipe.hget(rt.keys.run(run_id), "status")
+        pipe.hget(rt.keys.run(str(run_id)), "status")
     counts = Counter(str(s) for s in pipe.execute() if s is not None) if ids else Counter()
     statuses = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
-    return Gauge("baton_runs", f"Runs by status among the latest {sample} runs.",
-                 [({"status": s}, float(counts[s])) for s in statuses])
+    return Gauge(
+        "baton_runs",
+        f"Runs by status among the latest {sample} runs.",
+        [({"status": s}, float(counts[s])) for s in statuses],
+    )
 
 
 def _escape_label(value: str) -> str:
@@ -113,8 +127,9 @@ class MetricsServer:
         handler = _handler(rt)
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.url = f"http://{host}:{self.httpd.server_address[1]}/metrics"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="baton-metrics",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, name="baton-metrics", daemon=True
+        )
 
     def start(self) -> MetricsServer:
         self.thread.start()

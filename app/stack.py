@@ -9,6 +9,7 @@ optionally Flower behind basic auth; it waits until each is ready and stops all 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -68,9 +69,25 @@ class Proc:
 def worker_command(queue: str, spec: QueueSpec, loglevel: str = "INFO") -> list[str]:
     """The celery worker command line for one queue (``baton worker`` and ``baton up``)."""
     return [
-        sys.executable, "-m", "celery", "-A", CELERY_APP, "worker", "-Q", queue,
-        "-P", spec.pool, "-c", str(spec.concurrency), "-n", f"{queue}@%h", "-E",
-        "--without-gossip", "--without-mingle", "--loglevel", loglevel,
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        CELERY_APP,
+        "worker",
+        "-Q",
+        queue,
+        "-P",
+        spec.pool,
+        "-c",
+        str(spec.concurrency),
+        "-n",
+        f"{queue}@%h",
+        "-E",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        loglevel,
     ]
 
 
@@ -107,8 +124,14 @@ class LocalStack:
     """Redis (if none configured), a worker per topology queue and Flower, as child processes."""
 
     def __init__(
-        self, settings: Settings, *, flower: bool = True, workdir: Path | None = None,
-        cwd: Path | None = None, ready_timeout: float = 60.0, stop_timeout: float = 15.0,
+        self,
+        settings: Settings,
+        *,
+        flower: bool = True,
+        workdir: Path | None = None,
+        cwd: Path | None = None,
+        ready_timeout: float = 60.0,
+        stop_timeout: float = 15.0,
     ) -> None:
         self.base = settings
         self.topology = load_topology(settings.topology_file)
@@ -121,8 +144,9 @@ class LocalStack:
         self.redis_url = settings.redis_url
         password = settings.flower_password.get_secret_value()
         self.flower_password_generated = password == DEFAULT_FLOWER_PASSWORD
-        self.flower_password = secrets.token_urlsafe(12) if self.flower_password_generated \
-            else password
+        self.flower_password = (
+            secrets.token_urlsafe(12) if self.flower_password_generated else password
+        )
         self.flower_url: str | None = None
 
     @property
@@ -133,11 +157,14 @@ class LocalStack:
     @property
     def env(self) -> dict[str, str]:
         """Environment for a child process (or a shell) that talks to this stack."""
-        inherited = {k: v for k, v in os.environ.items()
-                     if not k.startswith(("BATON_", "FLOWER_"))}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("BATON_", "FLOWER_"))}
         path = os.pathsep.join(p for p in [str(self.cwd), inherited.get("PYTHONPATH", "")] if p)
-        return {**inherited, **settings_env(self.settings), "PYTHONPATH": path,
-                "PYTHONUNBUFFERED": "1"}
+        return {
+            **inherited,
+            **settings_env(self.settings),
+            "PYTHONPATH": path,
+            "PYTHONUNBUFFERED": "1",
+        }
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -178,8 +205,12 @@ class LocalStack:
     def __enter__(self) -> LocalStack:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     # --- the parts ------------------------------------------------------------------------
@@ -187,9 +218,15 @@ class LocalStack:
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Proc:
         log = self.workdir / "logs" / f"{name}.log"
         with log.open("ab") as out:
-            popen = subprocess.Popen(cmd, cwd=self.cwd, env=env or self.env, stdout=out,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+            popen = subprocess.Popen(
+                cmd,
+                cwd=self.cwd,
+                env=env or self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log)
         self.procs[name] = proc
         return proc
@@ -197,14 +234,16 @@ class LocalStack:
     def _start_redis(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise StackError("redis-server is not installed (apt-get install redis-server), "
-                             "or set BATON_REDIS_URL to an existing Redis")
+            raise StackError(
+                "redis-server is not installed (apt-get install redis-server), "
+                "or set BATON_REDIS_URL to an existing Redis"
+            )
         port, password = free_port(), secrets.token_hex(16)
         data = self.workdir / "redis"
         data.mkdir(exist_ok=True)
         conf = data / "redis.conf"  # the password in a private file, not on the command line
         conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {data}\nappendonly yes\nsave \"\"\n"
+            f'port {port}\nbind 127.0.0.1\ndir {data}\nappendonly yes\nsave ""\n'
             f"maxmemory-policy noeviction\nrequirepass {password}\nloglevel warning\n"
         )
         conf.chmod(0o600)
@@ -220,8 +259,10 @@ class LocalStack:
             raise StackError(f"BATON_REDIS_URL is set but Redis does not answer: {exc}") from exc
 
     def _start_workers(self) -> None:
-        procs = [self._spawn(queue, worker_command(queue, spec))
-                 for queue, spec in self.topology.queues.items()]
+        procs = [
+            self._spawn(queue, worker_command(queue, spec))
+            for queue, spec in self.topology.queues.items()
+        ]
         deadline = time.monotonic() + self.ready_timeout
         for proc in procs:
             _wait(partial(_worker_ready, proc), deadline - time.monotonic(), proc)
@@ -229,10 +270,20 @@ class LocalStack:
     def _start_flower(self) -> None:
         port = self.base.flower_port
         if not _port_free(port):
-            raise StackError(f"Flower's port {port} is in use: set BATON_FLOWER_PORT, "
-                             "or run with --no-flower")
-        cmd = [sys.executable, "-m", "celery", "-A", CELERY_APP, "flower", f"--port={port}",
-               "--address=127.0.0.1", "--max_tasks=10000"]
+            raise StackError(
+                f"Flower's port {port} is in use: set BATON_FLOWER_PORT, or run with --no-flower"
+            )
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            CELERY_APP,
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            "--max_tasks=10000",
+        ]
         # basic auth through Flower's environment, so the password is not on the command line
         env = {**self.env, "FLOWER_BASIC_AUTH": f"{self.base.flower_user}:{self.flower_password}"}
         proc = self._spawn("flower", cmd, env)
@@ -263,24 +314,26 @@ def _wait(check: Callable[[], Any], timeout: float, proc: Proc) -> None:
     deadline = time.monotonic() + max(timeout, 0.0)
     while True:
         if not proc.alive():
-            raise StackError(f"{proc.name} exited with code {proc.popen.returncode} while "
-                             f"starting; its log ({proc.log}) ends with:\n{proc.tail()}")
+            raise StackError(
+                f"{proc.name} exited with code {proc.popen.returncode} while "
+                f"starting; its log ({proc.log}) ends with:\n{proc.tail()}"
+            )
         try:
             if check():
                 return
         except (OSError, redis.RedisError, urllib.error.URLError):
             pass  # not up yet
         if time.monotonic() > deadline:
-            raise StackError(f"{proc.name} was not ready within {timeout:.0f}s; its log "
-                             f"({proc.log}) ends with:\n{proc.tail()}")
+            raise StackError(
+                f"{proc.name} was not ready within {timeout:.0f}s; its log "
+                f"({proc.log}) ends with:\n{proc.tail()}"
+            )
         time.sleep(0.1)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _reap(proc: Proc, deadline: float) -> None:

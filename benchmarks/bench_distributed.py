@@ -93,8 +93,9 @@ def main() -> None:
         server.stop()
     print(json.dumps(summarize(results, args.hops, args.width), indent=2))
     if args.out:
-        args.out.write_text(json.dumps({"raw": results, **summarize(results, args.hops,
-                                                                     args.width)}))
+        args.out.write_text(
+            json.dumps({"raw": results, **summarize(results, args.hops, args.width)})
+        )
 
 
 class _running:

@@ -16,11 +16,13 @@ _conf["broker_transport_options"] = {
     **_conf["broker_transport_options"],  # type: ignore[dict-item]
     "global_keyprefix": "raw:q:",
 }
-_conf.update({
-    "result_backend": _settings.redis_url,
-    "task_ignore_result": False,
-    "task_default_queue": "raw",
-})
+_conf.update(
+    {
+        "result_backend": _settings.redis_url,
+        "task_ignore_result": False,
+        "task_default_queue": "raw",
+    }
+)
 raw_app.conf.update(_conf)
 
 

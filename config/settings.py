@@ -23,8 +23,9 @@ class Settings(BaseSettings):
     )
 
     redis_url: str | None = Field(
-        default=None, description="Redis for broker, run state and events; unset: `baton up` "
-        "and the demo start a private redis-server."
+        default=None,
+        description="Redis for broker, run state and events; unset: `baton up` "
+        "and the demo start a private redis-server.",
     )
     key_prefix: str = Field(default="baton", pattern=r"^[A-Za-z0-9_.-]+$")
     retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
@@ -34,7 +35,9 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=1_000_000, gt=0)
     max_time_limit: float = Field(default=600.0, gt=0, description="longest step/tool time limit")
     visibility_timeout_override: int | None = Field(
-        default=None, alias="BATON_VISIBILITY_TIMEOUT", gt=0,
+        default=None,
+        alias="BATON_VISIBILITY_TIMEOUT",
+        gt=0,
         description="seconds before an unacknowledged message is redelivered; must exceed "
         "max_time_limit (default: max_time_limit + 60)",
     )

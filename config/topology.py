@@ -27,7 +27,11 @@ class QueueSpec(BaseModel):
 
 
 class Topology(BaseModel):
-    """Queues, the default queue, and overrides keyed ``Workflow``, ``Workflow.step``, ``tool.x``."""
+    """Queues, the default queue, and overrides keyed ``Workflow``, ``Workflow.step``, ``tool.x``.
+
+    Routes send a step, workflow or tool to another queue; modes move a tool or child workflow
+    in-process or out of it, without touching code.
+    """
 
     default_queue: str = "baton"
     queues: dict[str, QueueSpec] = Field(default_factory=lambda: {"baton": QueueSpec()})

@@ -29,8 +29,9 @@ class RedisBackend:
         self.root = root
         self.effects: list[tuple[int, str, Event, str | None]] = []
 
-    async def call_tool(self, inv: Invocation, call_id: str, spec: ToolSpec,
-                        args: dict[str, Any]) -> Any:
+    async def call_tool(
+        self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
+    ) -> Any:
         if self.rt.tool_mode(spec) == "inprocess":
             try:
                 value = await spec.invoke(args, call_id)
@@ -42,11 +43,16 @@ class RedisBackend:
         call = {"kind": "tool", "call_id": call_id, "tool": spec.name, "args": to_jsonable(args)}
         return await inv.parking.park(call)
 
-    async def run_child(self, inv: Invocation, call_id: str, workflow: str, start: Event,
-                        mode: Mode | None) -> Any:
+    async def run_child(
+        self, inv: Invocation, call_id: str, workflow: str, start: Event, mode: Mode | None
+    ) -> Any:
         if self.rt.child_mode(workflow, mode) == "distributed":
-            call = {"kind": "child", "call_id": call_id, "workflow": workflow,
-                    "start": encode_event(start)}
+            call = {
+                "kind": "child",
+                "call_id": call_id,
+                "workflow": workflow,
+                "start": encode_event(start),
+            }
             return await inv.parking.park(call)
         child = InProcessRun(require_workflow(workflow)(), f"{self.run_id}.{call_id}")
         child.start(start)
@@ -57,37 +63,49 @@ class RedisBackend:
             inv.journal[call_id] = {"error": info.model_dump()}
             raise ChildWorkflowError(
                 f"child workflow {workflow} failed: {info.type}: {info.message}",
-                workflow=workflow, child_error=info.model_dump(),
+                workflow=workflow,
+                child_error=info.model_dump(),
             ) from exc
         value = encode_event(value) if isinstance(value, Event) else value
         inv.journal[call_id] = {"ok": value}
         return value
 
-    async def wait_event(self, inv: Invocation, call_id: str, event_type: type[Event],
-                         waiter_event: Event | None, requirements: dict[str, Any]) -> Event:
+    async def wait_event(
+        self,
+        inv: Invocation,
+        call_id: str,
+        event_type: type[Event],
+        waiter_event: Event | None,
+        requirements: dict[str, Any],
+    ) -> Event:
         call = {
-            "kind": "wait", "call_id": call_id, "tag": event_type.type_tag,
+            "kind": "wait",
+            "call_id": call_id,
+            "tag": event_type.type_tag,
             "requirements": to_jsonable(requirements),
             "waiter": encode_event(waiter_event) if waiter_event is not None else None,
         }
         result: Event = await inv.parking.park(call)
         return result
 
-    def effect(self, inv: Invocation, pos: int, kind: str, event: Event, step: str | None
-               ) -> None:
+    def effect(self, inv: Invocation, pos: int, kind: str, event: Event, step: str | None) -> None:
         inv.effects_done = pos + 1
         self.effects.append((pos, kind, event, step))
 
-    def collect(self, inv: Invocation, call_id: str, buffer_id: str, event: Event,
-                expected: list[str]) -> list[Event] | None:
+    def collect(
+        self, inv: Invocation, call_id: str, buffer_id: str, event: Event, expected: list[str]
+    ) -> list[Event] | None:
         k = self.rt.keys
         counts: dict[str, int] = {}
         for tag in expected:
             counts[tag] = counts.get(tag, 0) + 1
         pairs = [x for tag, n in counts.items() for x in (tag, n)]
         answer = self.rt.script("COLLECT")(
-            keys=[k.journal(self.run_id, inv.id), k.buffer(self.run_id, buffer_id),
-                  k.counts(self.run_id, buffer_id)],
+            keys=[
+                k.journal(self.run_id, inv.id),
+                k.buffer(self.run_id, buffer_id),
+                k.counts(self.run_id, buffer_id),
+            ],
             args=[call_id, type(event).type_tag, dumps(event), *pairs],
         )
         entry = json.loads(answer)

@@ -73,7 +73,12 @@ class Keys:
     def run_keys(self, run_id: str) -> list[str]:
         """The fixed per-run keys (expired together on completion)."""
         return [
-            self.run(run_id), self.events(run_id), self.store(run_id), self.done(run_id),
-            self.deliveries(run_id), self.tasks(run_id), self.waiters(run_id),
+            self.run(run_id),
+            self.events(run_id),
+            self.store(run_id),
+            self.done(run_id),
+            self.deliveries(run_id),
+            self.tasks(run_id),
+            self.waiters(run_id),
             self.children(run_id),
         ]

@@ -31,8 +31,14 @@ class Publisher:
     def frame(self, m: Message) -> tuple[str, str]:
         """The queue list key and the JSON envelope kombu's Redis transport expects."""
         tm = self.app.amqp.as_task_v2(
-            m.task_id, m.name, args=m.args, kwargs={}, countdown=m.countdown,
-            time_limit=m.time_limit, soft_time_limit=m.soft_time_limit, ignore_result=True,
+            m.task_id,
+            m.name,
+            args=tuple(m.args),
+            kwargs={},
+            countdown=m.countdown,
+            time_limit=m.time_limit,  # type: ignore[arg-type]  # Celery takes float seconds
+            soft_time_limit=m.soft_time_limit,  # type: ignore[arg-type]
+            ignore_result=True,
             origin=self.origin,
         )
         body = json.dumps(tm.body, separators=(",", ":")).encode()

@@ -31,11 +31,11 @@ def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
     for wf in all_workflows().values():
         for step_name in wf.spec.steps:
             name = f"{wf.name}.{step_name}"
-            app.task(name=name, **TASK_OPTIONS)(_step_task(rt, wf.name, step_name))
+            _register(app, name, _step_task(rt, wf.name, step_name))
             routes[name] = rt.step_queue(wf, step_name)
     for spec in all_tools().values():
         name = f"tool.{spec.name}"
-        app.task(name=name, **TASK_OPTIONS)(_tool_task(rt, spec.name))
+        _register(app, name, _tool_task(rt, spec.name))
         routes[name] = rt.tool_queue(spec)
     app.conf.task_routes = {name: {"queue": queue} for name, queue in routes.items()}
     queues = sorted({*rt.topology.queues, *routes.values()})
@@ -44,6 +44,10 @@ def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
     app.conf.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in queues]
     _hook_dead_letters(rt)
     return routes
+
+
+def _register(app: Celery, name: str, fn: Any) -> None:
+    app.task(name=name, **TASK_OPTIONS)(fn)  # type: ignore[no-untyped-call]
 
 
 def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
@@ -68,8 +72,11 @@ def _hook_dead_letters(rt: Runtime) -> None:
     def keep(reason: str, message: Any) -> None:
         body = getattr(message, "body", b"")
         text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
-        entry = {"reason": reason, "headers": dict(getattr(message, "headers", {}) or {}),
-                 "body": text[:10_000]}
+        entry = {
+            "reason": reason,
+            "headers": dict(getattr(message, "headers", {}) or {}),
+            "body": text[:10_000],
+        }
         rt.redis.lpush(rt.keys.dead_letters(), json.dumps(entry, default=str))
 
     def on_rejected(message: Any = None, exc: Any = None, **_: Any) -> None:

@@ -25,19 +25,33 @@ def start_messages(rt: Runtime, workflow: str, run_id: str, start: Event) -> lis
     return delivery_messages(rt, workflow, run_id, deliveries)
 
 
-def delivery_messages(rt: Runtime, workflow: str, run_id: str,
-                      deliveries: list[core.Delivery] | tuple[core.Delivery, ...]) -> list[Message]:
+def delivery_messages(
+    rt: Runtime,
+    workflow: str,
+    run_id: str,
+    deliveries: list[core.Delivery] | tuple[core.Delivery, ...],
+) -> list[Message]:
     out = []
     for d in deliveries:
-        payload = ([encode_event(e) for e in d.event] if isinstance(d.event, list)
-                   else encode_event(d.event))
+        payload = (
+            [encode_event(e) for e in d.event]
+            if isinstance(d.event, list)
+            else encode_event(d.event)
+        )
         out.append(rt.step_message(workflow, d.step, [run_id, d.invocation_id, payload, 1]))
     return out
 
 
 def create_run(
-    rt: Runtime, workflow: str, run_id: str, start: Event, *, parent: dict[str, Any] | None = None,
-    root: str | None = None, deadline: float | None = None, idempotency_key: str | None = None,
+    rt: Runtime,
+    workflow: str,
+    run_id: str,
+    start: Event,
+    *,
+    parent: dict[str, Any] | None = None,
+    root: str | None = None,
+    deadline: float | None = None,
+    idempotency_key: str | None = None,
 ) -> tuple[str, bool]:
     """Write a new run and send its first steps; returns (run id, created).
 
@@ -46,16 +60,22 @@ def create_run(
     r, k = rt.redis, rt.keys
     envelope = dumps(start, rt.settings.max_payload_bytes)
     if idempotency_key is not None:
-        ok = r.set(k.idempotency(idempotency_key), run_id, nx=True,
-                   ex=rt.settings.retention_seconds)
+        ok = r.set(
+            k.idempotency(idempotency_key), run_id, nx=True, ex=rt.settings.retention_seconds
+        )
         if not ok:
             existing = r.get(k.idempotency(idempotency_key))
             return str(existing), False
     messages = start_messages(rt, workflow, run_id, start)
     ts = now()
     fields: dict[str, Any] = {
-        "workflow": workflow, "status": "running", "input": envelope, "created": ts,
-        "updated": ts, "root": root or run_id, "parent": json.dumps(parent) if parent else "",
+        "workflow": workflow,
+        "status": "running",
+        "input": envelope,
+        "created": ts,
+        "updated": ts,
+        "root": root or run_id,
+        "parent": json.dumps(parent) if parent else "",
         "deadline": deadline or "",
     }
     pipe = r.pipeline(transaction=True)
@@ -75,8 +95,9 @@ def finish_run(rt: Runtime, run_id: str, result: Any, stop: Event, parent: str) 
     """Mark the run completed (first end wins), log its StopEvent, answer its parent."""
     value = encode_event(result) if isinstance(result, Event) else result
     ts = now()
-    ok = rt.script("FINISH")(keys=[rt.keys.run(run_id)],
-                             args=["completed", ts, "result", dumps(value)])
+    ok = rt.script("FINISH")(
+        keys=[rt.keys.run(run_id)], args=["completed", ts, "result", dumps(value)]
+    )
     if not ok:
         return
     r = rt.redis
@@ -86,11 +107,13 @@ def finish_run(rt: Runtime, run_id: str, result: Any, stop: Event, parent: str) 
         answer_call(rt, json.loads(parent), {"ok": value})
 
 
-def fail_run(rt: Runtime, run_id: str, error: ErrorInfo, status: str = "failed",
-             parent: str | None = None) -> bool:
+def fail_run(
+    rt: Runtime, run_id: str, error: ErrorInfo, status: str = "failed", parent: str | None = None
+) -> bool:
     """Mark the run failed or cancelled (first end wins) and tell its parent."""
-    ok = rt.script("FINISH")(keys=[rt.keys.run(run_id)],
-                             args=[status, now(), "error", error.model_dump_json()])
+    ok = rt.script("FINISH")(
+        keys=[rt.keys.run(run_id)], args=[status, now(), "error", error.model_dump_json()]
+    )
     if not ok:
         return False
     rt.redis.xadd(rt.keys.events(run_id), {"k": status, "e": error.model_dump_json()})

@@ -39,8 +39,14 @@ class Message:
     time_limit: float | None = None
 
     def to_json(self) -> list[Any]:
-        return [self.name, self.args, self.queue, self.task_id, self.soft_time_limit,
-                self.time_limit]
+        return [
+            self.name,
+            self.args,
+            self.queue,
+            self.task_id,
+            self.soft_time_limit,
+            self.time_limit,
+        ]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> Message:
@@ -56,13 +62,14 @@ class Runtime:
         self.app = app
         self.topology = topology or load_topology(settings.topology_file)
         self.keys = Keys(settings.key_prefix)
-        self._redis: redis.Redis | None = None
+        self._redis: Any = None
         self._pid = 0
         self._scripts: dict[str, Any] = {}
         self.publisher = Publisher(app, f"{settings.key_prefix}:q:")
 
     @property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Any:
+        """The process's Redis client (``Any``: redis-py's stubs don't model decoded replies)."""
         if self._redis is None or self._pid != os.getpid():
             self._redis = redis_client(self.settings.redis_url or "redis://localhost:6379/0")
             self._pid = os.getpid()
@@ -88,25 +95,35 @@ class Runtime:
         return self.topology.queue_for(f"tool.{spec.name}", spec.queue, fallback)
 
     def tool_mode(self, spec: ToolSpec) -> Mode:
-        return self.topology.modes.get(f"tool.{spec.name}") or spec.mode or self.settings.default_mode
+        return (
+            self.topology.modes.get(f"tool.{spec.name}") or spec.mode or self.settings.default_mode
+        )
 
     def child_mode(self, workflow: str, requested: Mode | None) -> Mode:
         cls = require_workflow(workflow)
-        return requested or self.topology.modes.get(workflow) or cls.mode or self.settings.default_mode
+        return (
+            requested or self.topology.modes.get(workflow) or cls.mode or self.settings.default_mode
+        )
 
     def step_message(self, workflow: str, step: str, args: list[Any]) -> Message:
         cls = require_workflow(workflow)
         timeout = cls.spec.steps[step].options.timeout
         limit = self.settings.max_time_limit if timeout is None else timeout + STEP_GRACE
-        return Message(f"{workflow}.{step}", args, self.step_queue(cls, step),
-                       time_limit=limit)
+        return Message(f"{workflow}.{step}", args, self.step_queue(cls, step), time_limit=limit)
 
-    def tool_message(self, spec: ToolSpec, args: list[Any], countdown: float | None = None
-                     ) -> Message:
+    def tool_message(
+        self, spec: ToolSpec, args: list[Any], countdown: float | None = None
+    ) -> Message:
         soft = spec.timeout
         hard = self.settings.max_time_limit if soft is None else soft + TOOL_GRACE
-        return Message(f"tool.{spec.name}", args, self.tool_queue(spec), countdown=countdown,
-                       soft_time_limit=soft, time_limit=hard)
+        return Message(
+            f"tool.{spec.name}",
+            args,
+            self.tool_queue(spec),
+            countdown=countdown,
+            soft_time_limit=soft,
+            time_limit=hard,
+        )
 
     # --- sending ------------------------------------------------------------------------
 
@@ -122,11 +139,16 @@ class Runtime:
         own.execute()
 
 
-def redis_client(url: str) -> redis.Redis:
+def redis_client(url: str) -> Any:
     """A Redis client that notices dead connections and reconnects (Redis restarts happen)."""
     return redis.Redis.from_url(
-        url, socket_timeout=10, socket_connect_timeout=5, socket_keepalive=True,
-        health_check_interval=10, retry_on_timeout=True, decode_responses=True,
+        url,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=10,
+        retry_on_timeout=True,
+        decode_responses=True,
     )
 
 

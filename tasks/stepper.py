@@ -38,8 +38,16 @@ def run_async(coro: Any) -> Any:
 class StepTask:
     """One delivery of one step invocation."""
 
-    def __init__(self, rt: Runtime, workflow: str, step: str, run_id: str, inv_id: str,
-                 payload: Any, attempt: int) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        workflow: str,
+        step: str,
+        run_id: str,
+        inv_id: str,
+        payload: Any,
+        attempt: int,
+    ) -> None:
         self.rt, self.k = rt, rt.keys
         self.cls = require_workflow(workflow)
         self.step = self.cls.spec.steps[step]
@@ -52,16 +60,15 @@ class StepTask:
             return
         journal, root, parent = state
         event: Event | list[Event] = (
-            [decode_event(e) for e in self.payload] if isinstance(self.payload, list)
+            [decode_event(e) for e in self.payload]
+            if isinstance(self.payload, list)
             else decode_event(self.payload)
         )
         fx = int(journal.pop("__fx", 0))
         inv = Invocation(self.inv_id, self.step.name, event, self.attempt, journal, fx)
         loaded = set(journal)
         backend = RedisBackend(self.rt, self.run_id, root)
-        outcome = run_async(
-            execute(self.cls(), self.step, Context(backend, inv), inv, Parking())
-        )
+        outcome = run_async(execute(self.cls(), self.step, Context(backend, inv), inv, Parking()))
         if isinstance(outcome, Completed):
             self._completed(inv, backend, outcome, parent)
         elif isinstance(outcome, Suspended):
@@ -87,10 +94,13 @@ class StepTask:
             runs.fail_run(self.rt, self.run_id, err.to_info(), parent=parent or "")
             return None
         if delivered > MAX_DELIVERIES:
-            info = ErrorInfo(type="StepFailedError", retryable=False, details={
-                "step": self.step.qualname},
+            info = ErrorInfo(
+                type="StepFailedError",
+                retryable=False,
+                details={"step": self.step.qualname},
                 message=f"step {self.step.qualname} was delivered {delivered} times "
-                "(its worker keeps dying); giving up")
+                "(its worker keeps dying); giving up",
+            )
             runs.fail_run(self.rt, self.run_id, info, parent=parent or "")
             return None
         journal = {key: json.loads(v) for key, v in raw_journal.items()}
@@ -120,18 +130,21 @@ class StepTask:
         if kind in ("stream", "input") and backend.root != self.run_id:
             pipe.xadd(self.k.events(backend.root), entry)
 
-    def _completed(self, inv: Invocation, backend: RedisBackend, outcome: Completed,
-                   parent: str) -> None:
+    def _completed(
+        self, inv: Invocation, backend: RedisBackend, outcome: Completed, parent: str
+    ) -> None:
         pipe = self.rt.redis.pipeline(transaction=False)
         messages = self._effects(pipe, backend, inv)
         for event in outcome.emitted.events:
-            self._log(pipe, backend, "input" if isinstance(event, InputRequiredEvent) else "event",
-                      event)
+            self._log(
+                pipe, backend, "input" if isinstance(event, InputRequiredEvent) else "event", event
+            )
         finish: core.CompleteRun | None = None
         for command in core.react_to_output(self.cls.spec, inv.id, outcome.emitted):
             if isinstance(command, core.Dispatch):
                 messages += runs.delivery_messages(
-                    self.rt, self.cls.name, self.run_id, command.deliveries)
+                    self.rt, self.cls.name, self.run_id, command.deliveries
+                )
             elif isinstance(command, core.CompleteRun):
                 finish = command
         pipe.hset(self.k.done(self.run_id), inv.id, json.dumps([m.to_json() for m in messages]))
@@ -150,8 +163,9 @@ class StepTask:
         pipe.hset(key, mapping=new)
         pipe.expire(key, self.rt.settings.retention_seconds)
 
-    def _suspended(self, inv: Invocation, backend: RedisBackend, outcome: Suspended,
-                   loaded: set[str]) -> None:
+    def _suspended(
+        self, inv: Invocation, backend: RedisBackend, outcome: Suspended, loaded: set[str]
+    ) -> None:
         pipe = self.rt.redis.pipeline(transaction=False)
         messages = self._effects(pipe, backend, inv)
         self._persist(pipe, inv, loaded)
@@ -171,7 +185,8 @@ class StepTask:
         # as pending unless every answer is already journaled (then it asks to resume now).
         self.rt.script("PARK")(
             keys=[self.k.journal(self.run_id, inv.id), self.k.wait(self.run_id, inv.id)],
-            args=[json.dumps(resume.to_json()), *[c["call_id"] for c in calls]], client=pipe,
+            args=[json.dumps(resume.to_json()), *[c["call_id"] for c in calls]],
+            client=pipe,
         )
         ids = [m.task_id for m in messages] + [resume.task_id]
         pipe.sadd(self.k.tasks(self.run_id), *ids)
@@ -179,33 +194,44 @@ class StepTask:
         if pipe.execute()[-len(messages) - 2] == 1:
             self.rt.send([resume])
         for child_run, call in children:
-            runs.create_run(self.rt, call["workflow"], child_run, decode_event(call["start"]),
-                            parent={**here, "call_id": call["call_id"]}, root=backend.root)
+            runs.create_run(
+                self.rt,
+                call["workflow"],
+                child_run,
+                decode_event(call["start"]),
+                parent={**here, "call_id": call["call_id"]},
+                root=backend.root,
+            )
 
     def _tool_message(self, call: dict[str, Any], where: dict[str, Any]) -> Message:
         from workflows.tools import get_tool
 
         spec = get_tool(call["tool"])
-        return self.rt.tool_message(spec, [self.run_id, where["inv"], call["call_id"],
-                                           call["args"], 1])
+        return self.rt.tool_message(
+            spec, [self.run_id, where["inv"], call["call_id"], call["args"], 1]
+        )
 
-    def _register_waiter(self, pipe: Any, backend: RedisBackend, call: dict[str, Any],
-                         where: dict[str, Any]) -> None:
+    def _register_waiter(
+        self, pipe: Any, backend: RedisBackend, call: dict[str, Any], where: dict[str, Any]
+    ) -> None:
         waiter = {**where, "tag": call["tag"], "requirements": call["requirements"]}
-        pipe.hset(self.k.waiters(backend.root), f"{self.run_id}|{call['call_id']}",
-                  json.dumps(waiter))
+        pipe.hset(
+            self.k.waiters(backend.root), f"{self.run_id}|{call['call_id']}", json.dumps(waiter)
+        )
         if call["waiter"] is not None:
             entry = {"k": "input", "e": json.dumps(call["waiter"])}
             pipe.xadd(self.k.events(self.run_id), entry)
             if backend.root != self.run_id:
                 pipe.xadd(self.k.events(backend.root), entry)
 
-    def _failed(self, inv: Invocation, backend: RedisBackend, outcome: Failed,
-                loaded: set[str], parent: str) -> None:
+    def _failed(
+        self, inv: Invocation, backend: RedisBackend, outcome: Failed, loaded: set[str], parent: str
+    ) -> None:
         pipe = self.rt.redis.pipeline(transaction=False)
         messages = self._effects(pipe, backend, inv)
         commands = core.react_to_failure(
-            self.cls.spec, self.step, inv.id, inv.event, outcome.error, inv.attempt)
+            self.cls.spec, self.step, inv.id, inv.event, outcome.error, inv.attempt
+        )
         failure: ErrorInfo | None = None
         for command in commands:
             if isinstance(command, core.RetryStep):
@@ -214,19 +240,33 @@ class StepTask:
                 if errors:
                     pipe.hdel(self.k.journal(self.run_id, inv.id), *errors)
                 self._persist(pipe, inv, loaded)
-                retry = self.rt.step_message(self.cls.name, self.step.name,
-                                             [self.run_id, inv.id, self.payload, command.attempt])
+                retry = self.rt.step_message(
+                    self.cls.name,
+                    self.step.name,
+                    [self.run_id, inv.id, self.payload, command.attempt],
+                )
                 retry.countdown = command.delay or None
                 messages.append(retry)
-                pipe.xadd(self.k.events(self.run_id), {
-                    "k": "retry", "e": json.dumps({"step": self.step.qualname,
-                                                   "attempt": command.attempt,
-                                                   "error": repr(outcome.error)})})
+                pipe.xadd(
+                    self.k.events(self.run_id),
+                    {
+                        "k": "retry",
+                        "e": json.dumps(
+                            {
+                                "step": self.step.qualname,
+                                "attempt": command.attempt,
+                                "error": repr(outcome.error),
+                            }
+                        ),
+                    },
+                )
             elif isinstance(command, core.Dispatch):
                 messages += runs.delivery_messages(
-                    self.rt, self.cls.name, self.run_id, command.deliveries)
-                pipe.hset(self.k.done(self.run_id), inv.id,
-                          json.dumps([m.to_json() for m in messages]))
+                    self.rt, self.cls.name, self.run_id, command.deliveries
+                )
+                pipe.hset(
+                    self.k.done(self.run_id), inv.id, json.dumps([m.to_json() for m in messages])
+                )
             elif isinstance(command, core.FailRun):
                 failure = command.error
         if messages:

@@ -18,8 +18,9 @@ from workflows.errors import ToolError, ToolTimeout
 from workflows.tools import as_tool_error, get_tool
 
 
-def run_tool(rt: Runtime, name: str, run_id: str, inv: str, call_id: str,
-             args: dict[str, Any], attempt: int) -> None:
+def run_tool(
+    rt: Runtime, name: str, run_id: str, inv: str, call_id: str, args: dict[str, Any], attempt: int
+) -> None:
     k = rt.keys
     pipe = rt.redis.pipeline(transaction=False)
     pipe.hget(k.run(run_id), "status")
@@ -31,15 +32,24 @@ def run_tool(rt: Runtime, name: str, run_id: str, inv: str, call_id: str,
     spec = get_tool(name)
     where = {"run": run_id, "inv": inv, "call_id": call_id}
     if delivered > MAX_DELIVERIES:
-        err = ToolError(f"tool {name} was delivered {delivered} times (its worker keeps dying)",
-                        tool=name, type="WorkerLost", attempts=attempt, retryable=False)
+        err = ToolError(
+            f"tool {name} was delivered {delivered} times (its worker keeps dying)",
+            tool=name,
+            type="WorkerLost",
+            attempts=attempt,
+            retryable=False,
+        )
         runs.answer_call(rt, where, {"error": err.to_info(attempt).model_dump()})
         return
     try:
         value = run_async(spec.invoke_once(args, call_id, attempt, in_worker=True))
     except SoftTimeLimitExceeded:
-        error: ToolError = ToolTimeout(f"tool {name} timed out after {spec.timeout}s", tool=name,
-                                       type="ToolTimeout", attempts=attempt)
+        error: ToolError = ToolTimeout(
+            f"tool {name} timed out after {spec.timeout}s",
+            tool=name,
+            type="ToolTimeout",
+            attempts=attempt,
+        )
     except Exception as exc:
         error = as_tool_error(name, exc, attempt)
     else:
@@ -47,8 +57,9 @@ def run_tool(rt: Runtime, name: str, run_id: str, inv: str, call_id: str,
         return
     if error.retryable and spec.retry.allows(attempt + 1):
         delay = spec.retry.delay_before(attempt + 1)
-        rt.redis.xadd(k.events(run_id), {"k": "retry", "e": error.to_info(attempt)
-                                         .model_dump_json()})
+        rt.redis.xadd(
+            k.events(run_id), {"k": "retry", "e": error.to_info(attempt).model_dump_json()}
+        )
         message = rt.tool_message(spec, [run_id, inv, call_id, args, attempt + 1], delay or None)
         rt.redis.sadd(k.tasks(run_id), message.task_id)
         rt.send([message])

@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.02,
-               what: str = "condition") -> T:
+def eventually(
+    check: Callable[[], T], timeout: float = 30.0, interval: float = 0.02, what: str = "condition"
+) -> T:
     """Poll ``check`` until it returns a truthy value (returned) or raise after ``timeout``."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -65,10 +66,29 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed: run bash scripts/bootstrap.sh")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-             "--maxmemory-policy", "noeviction", "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis.from_url(self.url)
         eventually(lambda: client.ping(), timeout=10, what="redis-server up")
@@ -88,8 +108,14 @@ class RedisServer:
 class Worker:
     """A ``celery worker`` subprocess serving some queues."""
 
-    def __init__(self, env: dict[str, str], queues: list[str], concurrency: int = 2,
-                 pool: str = "prefork", name: str | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        queues: list[str],
+        concurrency: int = 2,
+        pool: str = "prefork",
+        name: str | None = None,
+    ) -> None:
         self.env, self.queues, self.concurrency, self.pool = env, queues, concurrency, pool
         self.name = name or f"w{free_port()}@test"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -97,13 +123,36 @@ class Worker:
         self.start_app = "app.worker:celery_app"
 
     def start(self) -> Worker:
-        cmd = [sys.executable, "-m", "celery", "-A", self.start_app, "worker",
-               "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
-               "-n", self.name, "-E", "--without-gossip", "--without-mingle",
-               "--loglevel", "INFO"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            self.start_app,
+            "worker",
+            "-Q",
+            ",".join(self.queues),
+            "-c",
+            str(self.concurrency),
+            "-P",
+            self.pool,
+            "-n",
+            self.name,
+            "-E",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ]
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         eventually(self._ready, timeout=40, interval=0.1, what=f"worker {self.name} ready")
         return self
 
@@ -113,8 +162,9 @@ class Worker:
         return "ready." in self.log.read_text(errors="replace")
 
     def children(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid if self.proc else 0)],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid if self.proc else 0)], capture_output=True, text=True
+        )
         return [int(p) for p in out.stdout.split()]
 
     def stop(self) -> None:
@@ -130,11 +180,13 @@ class Worker:
 
 def worker_env(redis_url: str, testdir: Path, **extra: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-    env.update({
-        "BATON_REDIS_URL": redis_url,
-        "BATON_IMPORTS": '["examples", "tests.integration.flows"]',
-        "BATON_TEST_DIR": str(testdir),
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "BATON_REDIS_URL": redis_url,
+            "BATON_IMPORTS": '["examples", "tests.integration.flows"]',
+            "BATON_TEST_DIR": str(testdir),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env

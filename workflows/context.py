@@ -142,8 +142,13 @@ class Context:
             return ToolResult(ok=False, error=exc.to_info(exc.attempts))
 
     async def run_workflow(
-        self, workflow: Any, start_event: StartEvent | None = None, /, *,
-        mode: Mode | None = None, **kwargs: Any,
+        self,
+        workflow: Any,
+        start_event: StartEvent | None = None,
+        /,
+        *,
+        mode: Mode | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Run a child workflow and return its result; its failure raises ChildWorkflowError."""
         from workflows.errors import ChildWorkflowError
@@ -162,13 +167,17 @@ class Context:
             info = ErrorInfo.model_validate(entry["error"])
             raise ChildWorkflowError(
                 f"child workflow {name} failed: {info.type}: {info.message}",
-                workflow=name, child_error=info.model_dump(),
+                workflow=name,
+                child_error=info.model_dump(),
             )
         return entry["ok"]
 
     async def wait_for_event(
-        self, event_type: type[E], waiter_event: Event | None = None,
-        waiter_id: str | None = None, requirements: dict[str, Any] | None = None,
+        self,
+        event_type: type[E],
+        waiter_event: Event | None = None,
+        waiter_id: str | None = None,
+        requirements: dict[str, Any] | None = None,
         timeout: float | None = None,
     ) -> E:
         """Pause until an event of ``event_type`` (matching ``requirements``) is sent to the run.

@@ -67,7 +67,7 @@ class WorkflowDefinitionError(BatonError):
 
 
 class WorkflowValidationError(WorkflowDefinitionError):
-    """The step graph is invalid; ``problems`` lists every problem found, each naming its culprit."""
+    """The step graph is invalid; ``problems`` lists every problem, each naming its culprit."""
 
     def __init__(self, workflow: str, problems: list[str]) -> None:
         text = f"workflow {workflow} is invalid:\n" + "\n".join(f"  - {p}" for p in problems)
@@ -162,10 +162,23 @@ class ChildWorkflowError(RunError):
 _ERROR_TYPES: dict[str, type[BatonError]] = {
     cls.__name__: cls
     for cls in (
-        BatonError, WorkflowDefinitionError, WorkflowValidationError, ConfigurationError,
-        InvalidInputError, UnknownWorkflowError, UnknownToolError, PayloadError,
-        UnknownEventTypeError, StoreUnavailableError, RunError, StepFailedError, ToolError,
-        ToolTimeout, WorkflowTimeoutError, RunCancelledError, ChildWorkflowError,
+        BatonError,
+        WorkflowDefinitionError,
+        WorkflowValidationError,
+        ConfigurationError,
+        InvalidInputError,
+        UnknownWorkflowError,
+        UnknownToolError,
+        PayloadError,
+        UnknownEventTypeError,
+        StoreUnavailableError,
+        RunError,
+        StepFailedError,
+        ToolError,
+        ToolTimeout,
+        WorkflowTimeoutError,
+        RunCancelledError,
+        ChildWorkflowError,
     )
 }
 

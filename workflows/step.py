@@ -113,8 +113,18 @@ def build_spec(workflow: str, name: str, fn: Callable[..., Any], options: StepOp
         problems.append(f"{culprit}: no parameter is annotated with an Event type")
     emits, returns_list = _event_types(hints.get("return"))
     return StepSpec(
-        name, workflow, fn, accepts, emits, options, takes_ctx, event_param, batch, returns_list,
-        problems, ctx_param,
+        name,
+        workflow,
+        fn,
+        accepts,
+        emits,
+        options,
+        takes_ctx,
+        event_param,
+        batch,
+        returns_list,
+        problems,
+        ctx_param,
     )
 
 

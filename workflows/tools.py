@@ -70,7 +70,9 @@ class ToolSpec:
         except ValidationError as exc:
             raise ToolError(
                 f"invalid arguments for tool {self.name}: {exc}",
-                tool=self.name, type="InvalidArguments", retryable=False,
+                tool=self.name,
+                type="InvalidArguments",
+                retryable=False,
             ) from exc
         return {name: getattr(model, name) for name in type(model).model_fields}
 
@@ -92,7 +94,8 @@ class ToolSpec:
                 result = await asyncio.wait_for(self._call(kwargs), self.timeout)
         except TimeoutError:
             raise ToolTimeout(
-                f"tool {self.name} timed out after {self.timeout}s", tool=self.name,
+                f"tool {self.name} timed out after {self.timeout}s",
+                tool=self.name,
                 type="ToolTimeout",
             ) from None
         try:
@@ -174,8 +177,12 @@ def tool(
 
 
 def _build(
-    fn: Callable[..., Any], name: str, queue: str | None, timeout: float | None,
-    retry: Retry, mode: Mode | None,
+    fn: Callable[..., Any],
+    name: str,
+    queue: str | None,
+    timeout: float | None,
+    retry: Retry,
+    mode: Mode | None,
 ) -> ToolSpec:
     hints = typing.get_type_hints(fn)
     fields: dict[str, Any] = {}
@@ -189,9 +196,7 @@ def _build(
             raise WorkflowDefinitionError(f"tool {name}: *args/**kwargs are not supported")
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (hint, default)
-    model = create_model(  # type: ignore[call-overload]
-        f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    model = create_model(f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields)
     doc = inspect.getdoc(fn) or ""
     return ToolSpec(name, fn, model, ctx_param, queue, timeout, retry, mode, doc)
 

@@ -66,7 +66,7 @@ class Workflow:
     def run(
         self, start_event: StartEvent | None = None, *, run_id: str | None = None, **kwargs: Any
     ) -> WorkflowHandler:
-        """Start an in-process run (needs a running event loop); await the handler for the result."""
+        """Start an in-process run (in a running event loop); await the handler for the result."""
         from workflows._engine.handler import start_inprocess
 
         return start_inprocess(self, self.make_start_event(start_event, **kwargs), run_id)
@@ -82,7 +82,7 @@ class Workflow:
 def catch_error(
     fn: F | None = None, /, *, for_steps: list[str] | None = None, max_recoveries: int = 1
 ) -> Any:
-    """Mark a step that takes ``StepFailedEvent``: it receives a step's error once retries are spent."""
+    """Mark an error-handler step: it takes ``StepFailedEvent`` once a step's retries are spent."""
     del max_recoveries
 
     def mark(f: F) -> F:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from config.settings import DEFAULT_TOPOLOGY
+from config.settings import DEFAULT_TOPOLOGY, Settings
 from config.topology import Topology, load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,6 +223,13 @@ def readme_commands() -> list[str]:
     """Every line inside a fenced code block of README.md."""
     blocks = re.findall(r"^```[^\n]*\n(.*?)^```", (ROOT / "README.md").read_text(), re.M | re.S)
     return [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines()]
+
+
+def test_readme_settings_table_names_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name, field in Settings.model_fields.items():
+        variable = field.alias or f"BATON_{name.upper()}"
+        assert f"| `{variable}` |" in readme, variable
 
 
 def test_ci_runs_exactly_the_test_command_the_readme_gives() -> None:

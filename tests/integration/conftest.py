@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
+import examples  # noqa: F401
+import tests.integration.flows  # noqa: F401  (registers the test workflows and tools)
 from app.celery_app import create_app
 from app.client import Client
 from config import Settings
 from tests.harness import RedisServer, Worker, worker_env
-
-import tests.integration.flows  # noqa: F401  (registers the test workflows and tools)
-import examples  # noqa: F401
 
 ALL_QUEUES = ["baton", "tools", "analysis", "itest"]
 

@@ -116,8 +116,11 @@ class ToolFailures(Workflow):
     @step
     async def run(self, ctx: Context, ev: Label) -> StopEvent:
         out: dict[str, Any] = {}
-        for name, kwargs in [("it_flaky", {"label": ev.label}), ("it_broken", {}),
-                             ("it_sleep", {"seconds": ev.seconds})]:
+        for name, kwargs in [
+            ("it_flaky", {"label": ev.label}),
+            ("it_broken", {}),
+            ("it_sleep", {"seconds": ev.seconds}),
+        ]:
             try:
                 out[name] = {"ok": await ctx.call_tool(name, **kwargs)}
             except ToolError as exc:
@@ -326,9 +329,9 @@ class CrashChain(Workflow):
     async def hop(self, ctx: Context, ev: Hop) -> Hop | StopEvent:
         await asyncio.sleep(0.1)
         label = await ctx.store.get("label")
-        got = await asyncio.gather(*[
-            ctx.call_tool("crash_record", label=label, n=ev.i * 10 + k) for k in range(3)
-        ])
+        got = await asyncio.gather(
+            *[ctx.call_tool("crash_record", label=label, n=ev.i * 10 + k) for k in range(3)]
+        )
         acc = ev.acc + sum(got)
         if ev.i + 1 >= await ctx.store.get("steps"):
             return StopEvent(result=acc)

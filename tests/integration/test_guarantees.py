@@ -29,8 +29,9 @@ def crash_worker(redis_server: RedisServer, testdir: Path) -> Iterator[Worker]:
 def test_three_level_nesting_with_parallel_calls_completes_on_one_single_slot_worker(
     client: Client, redis_server: RedisServer, testdir: Path
 ) -> None:
-    worker = Worker(worker_env(redis_server.url, testdir), ["single"], concurrency=1,
-                    name="single@test").start()
+    worker = Worker(
+        worker_env(redis_server.url, testdir), ["single"], concurrency=1, name="single@test"
+    ).start()
     try:
         handle = client.submit("ItOuter", x=1)
         result = handle.result(timeout=60)
@@ -52,8 +53,11 @@ def test_a_run_completes_when_worker_processes_are_killed_mid_step(
         if busy:
             os.kill(rng.choice(busy), signal.SIGKILL)
             kills += 1
-            eventually(lambda: len(crash_worker.children()) == 2, timeout=20,
-                       what="pool replaced the killed process")
+            eventually(
+                lambda: len(crash_worker.children()) == 2,
+                timeout=20,
+                what="pool replaced the killed process",
+            )
         else:
             time.sleep(0.05)  # polling for a busy process, not synchronising a result
     assert kills >= 2

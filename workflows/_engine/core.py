@@ -80,7 +80,10 @@ def normalize_output(result: Any) -> Emitted:
 
 
 def route(
-    spec: WorkflowSpec, parent_inv: str, events: Sequence[tuple[Event, str | None]], batch: bool,
+    spec: WorkflowSpec,
+    parent_inv: str,
+    events: Sequence[tuple[Event, str | None]],
+    batch: bool,
 ) -> list[Delivery]:
     """Deliveries for emitted events: each to every step accepting it (or the one named).
 
@@ -111,15 +114,20 @@ def react_to_output(spec: WorkflowSpec, inv_id: str, emitted: Emitted) -> list[C
     return [Dispatch(tuple(deliveries))] if deliveries else []
 
 
-def route_sent(spec: WorkflowSpec, inv_id: str, pos: int, event: Event, only: str | None
-               ) -> list[Delivery]:
+def route_sent(
+    spec: WorkflowSpec, inv_id: str, pos: int, event: Event, only: str | None
+) -> list[Delivery]:
     """Deliveries for an event sent with ``ctx.send_event`` as the step's effect number ``pos``."""
     return route(spec, f"{inv_id}/s{pos}", [(event, only)], batch=False)
 
 
 def react_to_failure(
-    spec: WorkflowSpec, step: StepSpec, inv_id: str, event: Event | list[Event],
-    exc: BaseException, attempt: int,
+    spec: WorkflowSpec,
+    step: StepSpec,
+    inv_id: str,
+    event: Event | list[Event],
+    exc: BaseException,
+    attempt: int,
 ) -> list[Command]:
     """After a step raised: retry under its policy, hand it to an error handler, or fail the run."""
     retryable = not isinstance(exc, BatonError) or exc.retryable
@@ -147,7 +155,9 @@ def step_error_info(step: StepSpec, exc: BaseException, attempts: int) -> ErrorI
         type="StepFailedError",
         message=f"step {step.qualname} failed after {attempts} attempt(s): "
         f"{type(exc).__name__}: {exc}",
-        attempts=attempts, retryable=False, details=details,
+        attempts=attempts,
+        retryable=False,
+        details=details,
     )
 
 

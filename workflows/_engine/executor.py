@@ -68,9 +68,14 @@ async def execute(
     if parking is None:
         return await _plain(spec, coro)
     loop = asyncio.get_running_loop()
-    task = loop.create_task(coro)
+    task: asyncio.Task[Any] = loop.create_task(coro)  # type: ignore[arg-type]
     parking.wake = wake = loop.create_future()
-    task.add_done_callback(lambda _: wake.done() or wake.set_result(None))
+
+    def _wake(_: object) -> None:
+        if not wake.done():
+            wake.set_result(None)
+
+    task.add_done_callback(_wake)
     try:
         await wake
         if not task.done():

@@ -113,7 +113,7 @@ def _json_problems(steps: dict[str, StepSpec]) -> list[str]:
             seen.add(event_type)
             for fname, finfo in event_type.model_fields.items():
                 try:
-                    TypeAdapter(finfo.annotation).json_schema(mode="serialization")
+                    TypeAdapter(finfo.annotation or Any).json_schema(mode="serialization")
                 except (PydanticSchemaGenerationError, Exception):
                     problems.append(
                         f"{s.qualname}: event {event_type.__name__} field {fname!r} "

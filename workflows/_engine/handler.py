@@ -110,10 +110,14 @@ def _waiter_data(w: Waiter) -> dict[str, Any]:
         "event_type": w.event_type.type_tag,
         "requirements": w.requirements,
         "invocation": {
-            "id": w.inv.id, "step": w.inv.step, "attempt": w.inv.attempt,
-            "event": [encode_event(e) for e in event] if isinstance(event, list)
+            "id": w.inv.id,
+            "step": w.inv.step,
+            "attempt": w.inv.attempt,
+            "event": [encode_event(e) for e in event]
+            if isinstance(event, list)
             else encode_event(event),
-            "journal": w.inv.journal, "effects_done": w.inv.effects_done,
+            "journal": w.inv.journal,
+            "effects_done": w.inv.effects_done,
         },
     }
 
@@ -143,10 +147,19 @@ def resume_inprocess(workflow: Workflow, snapshot: dict[str, Any]) -> WorkflowHa
             data = w["invocation"]
             raw = data["event"]
             event = [decode_event(e) for e in raw] if isinstance(raw, list) else decode_event(raw)
-            inv = Invocation(data["id"], data["step"], event, data["attempt"],
-                             dict(data["journal"]), data["effects_done"])
-            run.waiters.append(Waiter(run, inv, w["call_id"], event_class(w["event_type"]),
-                                      dict(w["requirements"])))
+            inv = Invocation(
+                data["id"],
+                data["step"],
+                event,
+                data["attempt"],
+                dict(data["journal"]),
+                data["effects_done"],
+            )
+            run.waiters.append(
+                Waiter(
+                    run, inv, w["call_id"], event_class(w["event_type"]), dict(w["requirements"])
+                )
+            )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, BatonError):
             raise

@@ -182,8 +182,9 @@ class InProcessRun:
 
     # --- StepBackend --------------------------------------------------------------------
 
-    async def call_tool(self, inv: Invocation, call_id: str, spec: ToolSpec,
-                        args: dict[str, Any]) -> Any:
+    async def call_tool(
+        self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
+    ) -> Any:
         try:
             value = await spec.invoke(args, call_id)
         except ToolError as exc:
@@ -192,8 +193,9 @@ class InProcessRun:
         inv.journal[call_id] = {"ok": value}
         return value
 
-    async def run_child(self, inv: Invocation, call_id: str, workflow: str, start: Event,
-                        mode: Mode | None) -> Any:
+    async def run_child(
+        self, inv: Invocation, call_id: str, workflow: str, start: Event, mode: Mode | None
+    ) -> Any:
         from workflows.workflow import require_workflow
 
         child = InProcessRun(require_workflow(workflow)(), f"{self.run_id}.{call_id}", self.root)
@@ -205,22 +207,28 @@ class InProcessRun:
             inv.journal[call_id] = {"error": info.model_dump()}
             raise ChildWorkflowError(
                 f"child workflow {workflow} failed: {info.type}: {info.message}",
-                workflow=workflow, child_error=info.model_dump(),
+                workflow=workflow,
+                child_error=info.model_dump(),
             ) from exc
         value = encode_event(value) if isinstance(value, Event) else value
         inv.journal[call_id] = {"ok": value}
         return value
 
-    async def wait_event(self, inv: Invocation, call_id: str, event_type: type[Event],
-                         waiter_event: Event | None, requirements: dict[str, Any]) -> Event:
+    async def wait_event(
+        self,
+        inv: Invocation,
+        call_id: str,
+        event_type: type[Event],
+        waiter_event: Event | None,
+        requirements: dict[str, Any],
+    ) -> Event:
         if waiter_event is not None:
             self.log.append(waiter_event)
             self.publish(waiter_event)
         self.root.waiters.append(Waiter(self, inv, call_id, event_type, requirements))
         return await inv.parking.park(call_id)  # type: ignore[no-any-return]
 
-    def effect(self, inv: Invocation, pos: int, kind: str, event: Event, step: str | None
-               ) -> None:
+    def effect(self, inv: Invocation, pos: int, kind: str, event: Event, step: str | None) -> None:
         inv.effects_done = pos + 1
         self.log.append(event)
         if kind == "stream":
@@ -228,8 +236,9 @@ class InProcessRun:
         else:
             self.dispatch(core.route_sent(self.spec, inv.id, pos, event, step))
 
-    def collect(self, inv: Invocation, call_id: str, buffer_id: str, event: Event,
-                expected: list[str]) -> list[Event] | None:
+    def collect(
+        self, inv: Invocation, call_id: str, buffer_id: str, event: Event, expected: list[str]
+    ) -> list[Event] | None:
         buffer = self.buffers.setdefault(buffer_id, [])
         buffer.append((type(event).type_tag, encode_event(event)))
         chosen = None
