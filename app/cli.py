@@ -74,7 +74,7 @@ def handled(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except (BatonError, ValidationError, TopologyError, redis.RedisError) as exc:
-            err.print(f"[red]error:[/] {escape(_one_line(exc))}")
+            err.print(f"[red]error:[/] {escape(_one_line(exc))}", soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

@@ -102,7 +102,7 @@ class RunHandle:
         return [
             decode_event(loads(f["e"]))
             for _, f in entries
-            if f["k"] in ("event", "stream", "input", "stop")
+            if f["k"] in ("event", "stream", "input", "stop") and "r" not in f
         ]
 
     def timeline(self) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from workflows._engine.runtime import Invocation
 from workflows.codec import decode_event, dumps, encode_event
 from workflows.context import Context
 from workflows.errors import ErrorInfo, WorkflowTimeoutError
-from workflows.events import Event, InputRequiredEvent
+from workflows.events import Event, InputRequiredEvent, StopEvent
 from workflows.workflow import require_workflow
 
 MAX_DELIVERIES = 5
@@ -125,10 +125,14 @@ class StepTask:
         return messages
 
     def _log(self, pipe: Any, backend: RedisBackend, kind: str, event: Event) -> None:
-        entry = {"k": kind, "e": dumps(event)}
+        self._append(pipe, backend, {"k": kind, "e": dumps(event)})
+
+    def _append(self, pipe: Any, backend: RedisBackend, entry: dict[str, str]) -> None:
+        """Log an entry; what a user should see (streamed, input requests) goes to the root run's
+        stream too, marked with the run it came from."""
         pipe.xadd(self.k.events(self.run_id), entry)
-        if kind in ("stream", "input") and backend.root != self.run_id:
-            pipe.xadd(self.k.events(backend.root), entry)
+        if entry["k"] in ("stream", "input") and backend.root != self.run_id:
+            pipe.xadd(self.k.events(backend.root), {**entry, "r": self.run_id})
 
     def _completed(
         self, inv: Invocation, backend: RedisBackend, outcome: Completed, parent: str
@@ -136,6 +140,8 @@ class StepTask:
         pipe = self.rt.redis.pipeline(transaction=False)
         messages = self._effects(pipe, backend, inv)
         for event in outcome.emitted.events:
+            if isinstance(event, StopEvent):
+                continue  # logged once, as the run's end, by finish_run
             self._log(
                 pipe, backend, "input" if isinstance(event, InputRequiredEvent) else "event", event
             )
@@ -219,10 +225,7 @@ class StepTask:
             self.k.waiters(backend.root), f"{self.run_id}|{call['call_id']}", json.dumps(waiter)
         )
         if call["waiter"] is not None:
-            entry = {"k": "input", "e": json.dumps(call["waiter"])}
-            pipe.xadd(self.k.events(self.run_id), entry)
-            if backend.root != self.run_id:
-                pipe.xadd(self.k.events(backend.root), entry)
+            self._append(pipe, backend, {"k": "input", "e": json.dumps(call["waiter"])})
 
     def _failed(
         self, inv: Invocation, backend: RedisBackend, outcome: Failed, loaded: set[str], parent: str

@@ -58,9 +58,11 @@ def test_status_events_timeline_and_runs_show_a_completed_run(
     assert code == 0 and "AddTwice" in status and "completed" in status and "4" in status
     code, events = baton(cli_env, "events", handle.run_id)
     assert code == 0
-    kinds_and_types = [line.split()[1:3] for line in events.splitlines()]
-    assert kinds_and_types[0] == ["event", "Numbers"] and ["event", "Summed"] in kinds_and_types
-    assert kinds_and_types[-1] == ["stop", "StopEvent"]
+    kinds_and_tags = [line.split()[1:3] for line in events.splitlines()]
+    flows = "tests.integration.flows"
+    assert kinds_and_tags[0] == ["event", f"{flows}.Numbers"]
+    assert ["event", f"{flows}.Summed"] in kinds_and_tags
+    assert kinds_and_tags[-1] == ["stop", "baton.StopEvent"]
     code, timeline = baton(cli_env, "timeline", handle.run_id)
     assert code == 0 and "Numbers" in timeline and "Summed" in timeline and "stop" in timeline
     code, runs = baton(cli_env, "runs", "--status", "completed", "--limit", "50")
@@ -73,7 +75,7 @@ def test_events_follow_tails_a_running_run_until_it_ends(
     handle = client.submit("SlowStep", seconds=0.5)
     code, output = baton(cli_env, "events", "--follow", handle.run_id)
     assert code == 0
-    assert output.splitlines()[-1].split()[1:3] == ["stop", "StopEvent"]
+    assert output.splitlines()[-1].split()[1:3] == ["stop", "baton.StopEvent"]
 
 
 @pytest.mark.parametrize(
@@ -227,7 +229,9 @@ def test_local_stack_runs_redis_a_worker_per_queue_and_flower_then_stops_them_al
     topology = tmp_path / "topology.yaml"
     topology.write_text(
         "default_queue: itest\n"
-        "queues:\n  itest: {pool: prefork, concurrency: 2}\n  side: {pool: threads, concurrency: 2}\n"
+        "queues:\n"
+        "  itest: {pool: prefork, concurrency: 2}\n"
+        "  side: {pool: threads, concurrency: 2}\n"
         "routes: {tool.it_add: side}\n"
     )
     settings = Settings(
@@ -242,7 +246,7 @@ def test_local_stack_runs_redis_a_worker_per_queue_and_flower_then_stops_them_al
         assert stack.flower_password != "change-me"
         client = Client(stack.settings)
         assert client.submit("AddTwice", a=2, b=3).result(timeout=30) == 10
-        assert "Received task: tool.it_add" in stack.procs["side"].tail(100_000)
+        assert "Task tool.it_add[" in stack.procs["side"].tail(100_000)
         pids = [p.pid for p in stack.procs.values()]
         workdir = stack.workdir
         url = f"{stack.flower_url}/api/workers"
