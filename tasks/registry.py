@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 from kombu import Exchange, Queue
 
+from tasks import deadletters, runs
 from tasks.runtime import Runtime
 from tasks.stepper import StepTask
 from tasks.tooltask import run_tool
+from workflows.errors import PayloadError
 from workflows.tools import all_tools
 from workflows.workflow import all_workflows
 
@@ -42,7 +44,7 @@ def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
     # One direct exchange per queue, named like it, on both sides: routing never depends on
     # which default exchange a producer or a worker happened to assume.
     app.conf.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in queues]
-    _hook_dead_letters(rt)
+    deadletters.install(rt)
     return routes
 
 
@@ -52,7 +54,11 @@ def _register(app: Celery, name: str, fn: Any) -> None:
 
 def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
     def run(run_id: str, inv_id: str, payload: Any, attempt: int) -> None:
-        StepTask(rt, workflow, step, run_id, inv_id, payload, attempt).run()
+        try:
+            StepTask(rt, workflow, step, run_id, inv_id, payload, attempt).run()
+        except PayloadError as exc:  # a poison message: fail its run, keep the message
+            deadletters.keep(f"{workflow}.{step}: {exc}", json.dumps(payload), rt)
+            runs.fail_run(rt, run_id, exc.to_info())
 
     run.__name__ = f"{workflow}__{step}"
     return run
@@ -64,26 +70,3 @@ def _tool_task(rt: Runtime, tool: str) -> Any:
 
     run.__name__ = f"tool__{tool}"
     return run
-
-
-def _hook_dead_letters(rt: Runtime) -> None:
-    """Rejected and unknown messages are acked by Celery; keep them in Baton's dead-letter list."""
-
-    def keep(reason: str, message: Any) -> None:
-        body = getattr(message, "body", b"")
-        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
-        entry = {
-            "reason": reason,
-            "headers": dict(getattr(message, "headers", {}) or {}),
-            "body": text[:10_000],
-        }
-        rt.redis.lpush(rt.keys.dead_letters(), json.dumps(entry, default=str))
-
-    def on_rejected(message: Any = None, exc: Any = None, **_: Any) -> None:
-        keep(f"rejected: {exc!r}", message)
-
-    def on_unknown(name: str = "", message: Any = None, exc: Any = None, **_: Any) -> None:
-        keep(f"unknown task {name!r}", message)
-
-    signals.task_rejected.connect(on_rejected, weak=False)
-    signals.task_unknown.connect(on_unknown, weak=False)
