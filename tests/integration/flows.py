@@ -336,3 +336,15 @@ class CrashChain(Workflow):
         if ev.i + 1 >= await ctx.store.get("steps"):
             return StopEvent(result=acc)
         return Hop(i=ev.i + 1, acc=acc)
+
+
+class RecordThenWait(Workflow):
+    """One tool call, then a pause: lets a test redeliver messages while the run is parked."""
+
+    queue = "itest"
+
+    @step
+    async def run(self, ctx: Context, ev: Label) -> StopEvent:
+        call_id = await ctx.call_tool("it_record", label=ev.label)
+        answer = await ctx.wait_for_event(Answer, waiter_event=Ask(question="go on?"))
+        return StopEvent(result={"call_id": call_id, "approved": answer.approved})

@@ -19,6 +19,7 @@ from workflows import (
     StepFailedError,
     UnknownWorkflowError,
 )
+from workflows.tools import get_tool
 
 
 def effects(testdir: Path, label: str, suffix: str = "log") -> list[list[str]]:
@@ -179,3 +180,31 @@ def _env(client: Client) -> dict[str, str]:
     env["BATON_IMPORTS"] = json.dumps(["examples", "tests.integration.flows"])
     env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+def test_redelivered_step_and_tool_messages_never_rerun_a_completed_call(
+    client: Client, workers: Worker, testdir: Path
+) -> None:
+    rt = client.runtime
+    handle = client.submit("RecordThenWait", label="redeliver")
+    next(iter(handle.stream_events(timeout=30)))  # parked at wait_for_event
+    [(call_id, _)] = effects(testdir, "redeliver")
+    inv = call_id.rsplit(".", 1)[0]
+    start = json.loads(rt.redis.hget(rt.keys.run(handle.run_id), "input"))
+    # what a crash would cause: the step and the tool call delivered once more
+    rt.send(
+        [
+            rt.step_message("RecordThenWait", "run", [handle.run_id, inv, start, 1]),
+            rt.tool_message(
+                get_tool("it_record"), [handle.run_id, inv, call_id, {"label": "redeliver"}, 1]
+            ),
+        ]
+    )
+    eventually(
+        lambda: sum(1 for e in handle.timeline() if e["kind"] == "input") == 2,
+        what="the redelivered step replayed up to its wait again",
+    )
+    assert _idle(client)
+    handle.send_event(Answer(approved=True))
+    assert handle.result(timeout=30) == {"call_id": call_id, "approved": True}
+    assert effects(testdir, "redeliver") == [[call_id, "1"]]
