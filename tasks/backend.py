@@ -106,7 +106,13 @@ class RedisBackend:
                 k.buffer(self.run_id, buffer_id),
                 k.counts(self.run_id, buffer_id),
             ],
-            args=[call_id, type(event).type_tag, dumps(event), *pairs],
+            args=[
+                call_id,
+                type(event).type_tag,
+                dumps(event),
+                self.rt.settings.retention_seconds,
+                *pairs,
+            ],
         )
         entry = json.loads(answer)
         inv.journal[call_id] = entry

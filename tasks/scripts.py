@@ -28,7 +28,7 @@ redis.call('DEL', KEYS[2])
 return resume
 """
 
-# KEYS: journal, buffer, counts.  ARGV: call id, tag, envelope JSON, (tag, count) pairs...
+# KEYS: journal, buffer, counts.  ARGV: call id, tag, envelope JSON, ttl, (tag, count) pairs...
 # collect_events: buffer the event; when every expected type is in, take them (oldest first),
 # keep the rest, and journal the answer so a replay gets the same. Exactly one caller wins.
 COLLECT = """
@@ -36,8 +36,10 @@ local j = redis.call('HGET', KEYS[1], ARGV[1])
 if j then return j end
 redis.call('RPUSH', KEYS[2], ARGV[2] .. '\\n' .. ARGV[3])
 redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
 local need = {}
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local have = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
   if have < tonumber(ARGV[i + 1]) then
     redis.call('HSET', KEYS[1], ARGV[1], '{"ok":null}')
@@ -61,7 +63,7 @@ redis.call('DEL', KEYS[2])
 for i = 1, #rest, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(rest, i, math.min(i + 999, #rest)))
 end
-for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], -tonumber(ARGV[i + 1])) end
+for i = 5, #ARGV, 2 do redis.call('HINCRBY', KEYS[3], ARGV[i], -tonumber(ARGV[i + 1])) end
 local answer = '{"ok":[' .. table.concat(taken, ',') .. ']}'
 redis.call('HSET', KEYS[1], ARGV[1], answer)
 return answer

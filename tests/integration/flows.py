@@ -348,3 +348,20 @@ class RecordThenWait(Workflow):
         call_id = await ctx.call_tool("it_record", label=ev.label)
         answer = await ctx.wait_for_event(Answer, waiter_event=Ask(question="go on?"))
         return StopEvent(result={"call_id": call_id, "approved": answer.approved})
+
+
+@tool(mode="inprocess")
+def where_am_i() -> int:
+    return os.getpid()
+
+
+class Placement(Workflow):
+    """A distributed step calling an in-process tool (inline) and a distributed one (a task)."""
+
+    queue = "itest"
+
+    @step
+    async def run(self, ctx: Context, ev: Label) -> StopEvent:
+        inline = await ctx.call_tool("where_am_i")
+        remote = await ctx.call_tool("it_add", a=1, b=2)
+        return StopEvent(result={"step_pid": os.getpid(), "tool_pid": inline, "sum": remote})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,15 @@ def test_redelivered_step_and_tool_messages_never_rerun_a_completed_call(
     handle.send_event(Answer(approved=True))
     assert handle.result(timeout=30) == {"call_id": call_id, "approved": True}
     assert effects(testdir, "redeliver") == [[call_id, "1"]]
+
+
+def test_a_distributed_step_runs_an_inprocess_tool_inline_and_a_distributed_one_as_a_task(
+    client: Client, workers: Worker
+) -> None:
+    handle = client.submit("Placement")
+    result = handle.result(timeout=30)
+    assert result["tool_pid"] == result["step_pid"] != os.getpid()
+    assert result["sum"] == 3
+    delivered = client.runtime.redis.hkeys(client.runtime.keys.deliveries(handle.run_id))
+    tool_calls = [k for k in delivered if k.count(".") == 1]  # "<inv>.<seq>:<attempt>"
+    assert len(tool_calls) == 1  # only it_add went out as a task
