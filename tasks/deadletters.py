@@ -33,7 +33,7 @@ def keep(reason: str, message: Any, rt: Runtime | None = None) -> None:
     rt.redis.lpush(rt.keys.dead_letters(), json.dumps(entry, default=str))
 
 
-class DeadLetterConsumer(Consumer):  # type: ignore[misc]
+class DeadLetterConsumer(Consumer):
     """Celery's consumer, but an undecodable message is kept before it is acked."""
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
