@@ -221,7 +221,7 @@ class Client:
 
 
 class AsyncClient:
-    """The same operations for asyncio code (blocking calls run in a thread)."""
+    """The same operations for asyncio code; blocking Redis calls run in a worker thread."""
 
     def __init__(self, settings: Settings | None = None, runtime: Runtime | None = None) -> None:
         self.sync = Client(settings, runtime)
@@ -233,10 +233,22 @@ class AsyncClient:
         /,
         **kwargs: Any,
     ) -> RunHandle:
-        return await asyncio.to_thread(self.sync.submit, workflow, start_event, **kwargs)
+        return await asyncio.to_thread(partial(self.sync.submit, workflow, start_event, **kwargs))
+
+    async def runs(self, status: str | None = None, limit: int = 100) -> list[RunInfo]:
+        return await asyncio.to_thread(self.sync.runs, status, limit)
+
+    async def status(self, handle: RunHandle) -> str:
+        return await asyncio.to_thread(handle.status)
 
     async def result(self, handle: RunHandle, timeout: float | None = 60.0) -> Any:
         return await asyncio.to_thread(handle.result, timeout)
+
+    async def send_event(self, handle: RunHandle, event: Event, step: str | None = None) -> None:
+        await asyncio.to_thread(handle.send_event, event, step)
+
+    async def cancel(self, handle: RunHandle) -> bool:
+        return await asyncio.to_thread(handle.cancel)
 
     async def stream_events(
         self, handle: RunHandle, timeout: float | None = 60.0

@@ -221,3 +221,21 @@ def test_a_distributed_step_runs_an_inprocess_tool_inline_and_a_distributed_one_
     delivered = client.runtime.redis.hkeys(client.runtime.keys.deliveries(handle.run_id))
     tool_calls = [k for k in delivered if k.count(".") == 1]  # "<inv>.<seq>:<attempt>"
     assert len(tool_calls) == 1  # only it_add went out as a task
+
+
+def test_the_async_client_submits_streams_and_awaits_a_run(
+    client: Client, workers: Worker
+) -> None:
+    from app.client import AsyncClient
+
+    async def go() -> tuple[object, list[str]]:
+        aclient = AsyncClient(runtime=client.runtime)
+        handle = await aclient.submit("Research", topic="async", n_docs=2)
+        seen = [type(e).__name__ async for e in aclient.stream_events(handle, timeout=30)]
+        return await aclient.result(handle), seen
+
+    import asyncio
+
+    result, seen = asyncio.run(go())
+    assert result["documents"] == 2  # type: ignore[index]
+    assert seen[0] == "ResearchProgress" and seen[-1] == "StopEvent"
