@@ -223,9 +223,7 @@ def test_a_distributed_step_runs_an_inprocess_tool_inline_and_a_distributed_one_
     assert len(tool_calls) == 1  # only it_add went out as a task
 
 
-def test_the_async_client_submits_streams_and_awaits_a_run(
-    client: Client, workers: Worker
-) -> None:
+def test_the_async_client_submits_streams_and_awaits_a_run(client: Client, workers: Worker) -> None:
     from app.client import AsyncClient
 
     async def go() -> tuple[object, list[str]]:
