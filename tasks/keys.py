@@ -47,9 +47,19 @@ class Keys:
         """Hash: how often each invocation / call was delivered (bounds lost-worker loops)."""
         return f"{self.prefix}:run:{run_id}:dlv"
 
-    def tasks(self, run_id: str) -> str:
-        """Set: Celery task ids sent for the run (revoked on cancel)."""
-        return f"{self.prefix}:run:{run_id}:tasks"
+    def inflight(self, run_id: str) -> str:
+        """Hash: task id -> [due time, message] for every message sent and not yet finished.
+
+        The reaper resends what stays here past the visibility timeout (a message lost in a
+        crash), and cancel revokes what is here."""
+        return f"{self.prefix}:run:{run_id}:inflight"
+
+    def live(self) -> str:
+        """Set: ids of runs that are running (what the reaper looks at)."""
+        return f"{self.prefix}:live"
+
+    def reaper_lock(self) -> str:
+        return f"{self.prefix}:reaper"
 
     def waiters(self, run_id: str) -> str:
         """Hash on a root run: steps (of it or its children) waiting for an external event."""
@@ -78,7 +88,7 @@ class Keys:
             self.store(run_id),
             self.done(run_id),
             self.deliveries(run_id),
-            self.tasks(run_id),
+            self.inflight(run_id),
             self.waiters(run_id),
             self.children(run_id),
         ]

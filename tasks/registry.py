@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from tasks import deadletters, runs
+from tasks import deadletters, reaper, runs
 from tasks.runtime import Runtime
 from tasks.stepper import StepTask
 from tasks.tooltask import run_tool
@@ -24,6 +24,7 @@ TASK_OPTIONS: dict[str, Any] = {
     "reject_on_worker_lost": True,
     "ignore_result": True,
     "typing": False,
+    "bind": True,
 }
 
 
@@ -45,6 +46,7 @@ def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
     # which default exchange a producer or a worker happened to assume.
     app.conf.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in queues]
     deadletters.install(rt)
+    reaper.install(rt)
     return routes
 
 
@@ -53,9 +55,9 @@ def _register(app: Celery, name: str, fn: Any) -> None:
 
 
 def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
-    def run(run_id: str, inv_id: str, payload: Any, attempt: int) -> None:
+    def run(task: Any, run_id: str, inv_id: str, payload: Any, attempt: int) -> None:
         try:
-            StepTask(rt, workflow, step, run_id, inv_id, payload, attempt).run()
+            StepTask(rt, workflow, step, run_id, inv_id, payload, attempt, task.request.id).run()
         except PayloadError as exc:  # a poison message: fail its run, keep the message
             deadletters.keep(f"{workflow}.{step}: {exc}", json.dumps(payload), rt)
             runs.fail_run(rt, run_id, exc.to_info())
@@ -65,8 +67,10 @@ def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
 
 
 def _tool_task(rt: Runtime, tool: str) -> Any:
-    def run(run_id: str, inv: str, call_id: str, args: dict[str, Any], attempt: int) -> None:
-        run_tool(rt, tool, run_id, inv, call_id, args, attempt)
+    def run(
+        task: Any, run_id: str, inv: str, call_id: str, args: dict[str, Any], attempt: int
+    ) -> None:
+        run_tool(rt, tool, run_id, inv, call_id, args, attempt, task.request.id)
 
     run.__name__ = f"tool__{tool}"
     return run

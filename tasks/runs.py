@@ -52,10 +52,12 @@ def create_run(
     root: str | None = None,
     deadline: float | None = None,
     idempotency_key: str | None = None,
+    pipe: Any = None,
 ) -> tuple[str, bool]:
     """Write a new run and send its first steps; returns (run id, created).
 
     With an idempotency key already used, nothing is written and the existing run id returned.
+    Given ``pipe``, the writes join the caller's round trip (a child run created by a step).
     """
     r, k = rt.redis, rt.keys
     envelope = dumps(start, rt.settings.max_payload_bytes)
@@ -78,16 +80,22 @@ def create_run(
         "parent": json.dumps(parent) if parent else "",
         "deadline": deadline or "",
     }
-    pipe = r.pipeline(transaction=True)
+    own = pipe is None
+    pipe = r.pipeline(transaction=True) if own else pipe
     pipe.hset(k.run(run_id), mapping=fields)
     pipe.zadd(k.runs(), {run_id: ts})
     pipe.xadd(k.events(run_id), {"k": "event", "e": envelope})
-    if messages:
-        pipe.sadd(k.tasks(run_id), *[m.task_id for m in messages])
+    pipe.sadd(k.live(), run_id)
     if parent:
         pipe.sadd(k.children(parent["run"]), run_id)
     rt.send(messages, pipe)
-    pipe.execute()
+    if own:
+        try:
+            pipe.execute()
+        except Exception:
+            if idempotency_key is not None:  # nothing half-written: free the key again
+                r.delete(k.idempotency(idempotency_key))
+            raise
     return run_id, True
 
 
@@ -125,17 +133,20 @@ def fail_run(
     return True
 
 
-def answer_call(rt: Runtime, where: dict[str, Any], answer: dict[str, Any]) -> None:
-    """Journal a suspended call's answer; the last answer resumes the step (exactly once)."""
+def answer_call(
+    rt: Runtime, where: dict[str, Any], answer: dict[str, Any], task_id: str | None = None
+) -> None:
+    """Journal a suspended call's answer; the last answer resumes the step (exactly once).
+
+    ``task_id``: the tool task that answered, done with its message in the same script.
+    """
     run_id, inv = where["run"], where["inv"]
     resume = rt.script("COMPLETE")(
-        keys=[rt.keys.journal(run_id, inv), rt.keys.wait(run_id, inv)],
-        args=[where["call_id"], json.dumps(answer, separators=(",", ":"))],
+        keys=[rt.keys.journal(run_id, inv), rt.keys.wait(run_id, inv), rt.keys.inflight(run_id)],
+        args=[where["call_id"], json.dumps(answer, separators=(",", ":")), task_id or ""],
     )
     if resume:
-        message = Message.from_json(json.loads(resume))
-        rt.redis.sadd(rt.keys.tasks(run_id), message.task_id)
-        rt.send([message])
+        rt.send([Message.from_json(json.loads(resume))])
 
 
 def cancel_run(rt: Runtime, run_id: str) -> bool:
@@ -145,7 +156,7 @@ def cancel_run(rt: Runtime, run_id: str) -> bool:
     info = RunCancelledError(f"run {run_id} was cancelled").to_info()
     changed = fail_run(rt, run_id, info, status="cancelled", parent="")
     r = rt.redis
-    task_ids = list(r.smembers(rt.keys.tasks(run_id)))
+    task_ids = list(r.hkeys(rt.keys.inflight(run_id)))
     if task_ids:
         rt.app.control.revoke(task_ids)
     for child in r.smembers(rt.keys.children(run_id)):
@@ -155,6 +166,7 @@ def cancel_run(rt: Runtime, run_id: str) -> bool:
 
 def _expire(rt: Runtime, run_id: str) -> None:
     pipe = rt.redis.pipeline(transaction=False)
+    pipe.srem(rt.keys.live(), run_id)
     for key in rt.keys.run_keys(run_id):
         pipe.expire(key, rt.settings.retention_seconds)
     pipe.execute()

@@ -5,6 +5,7 @@ One ``Runtime`` per process. The Redis client is rebuilt after a fork (prefork w
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -131,12 +132,19 @@ class Runtime:
         """Publish messages: on ``pipe`` (sent with the caller's writes) or in one round trip."""
         if not messages:
             return
-        if pipe is not None:
-            self.publisher.push(pipe, messages)
-            return
-        own = self.redis.pipeline(transaction=False)
+        own = pipe if pipe is not None else self.redis.pipeline(transaction=False)
+        ts = now()
+        for m in messages:
+            record = json.dumps([ts + (m.countdown or 0.0), m.to_json()], separators=(",", ":"))
+            own.hset(self.keys.inflight(m.args[0]), m.task_id, record)
         self.publisher.push(own, messages)
-        own.execute()
+        if pipe is None:
+            own.execute()
+
+    def finished(self, pipe: Any, run_id: str, task_id: str | None) -> None:
+        """The task ``task_id`` of ``run_id`` is done with its message (on ``pipe``)."""
+        if task_id:
+            pipe.hdel(self.keys.inflight(run_id), task_id)
 
 
 def redis_client(url: str) -> Any:

@@ -15,10 +15,11 @@ redis.call('HSET', KEYS[2], 'pending', pending, 'resume', ARGV[1])
 return 0
 """
 
-# KEYS: journal, wait.  ARGV: call id, answer JSON.
+# KEYS: journal, wait, inflight.  ARGV: call id, answer JSON, answering task id (or "").
 # Records a call's answer once (HSETNX: a duplicate answer is ignored) and, when it was the
 # last pending call, returns the resume payload — to exactly one caller.
 COMPLETE = """
+if ARGV[3] ~= '' then redis.call('HDEL', KEYS[3], ARGV[3]) end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return false end
 if redis.call('EXISTS', KEYS[2]) == 0 then return false end
 local left = redis.call('HINCRBY', KEYS[2], 'pending', -1)

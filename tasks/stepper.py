@@ -47,8 +47,10 @@ class StepTask:
         inv_id: str,
         payload: Any,
         attempt: int,
+        task_id: str | None = None,
     ) -> None:
         self.rt, self.k = rt, rt.keys
+        self.task_id = task_id
         self.cls = require_workflow(workflow)
         self.step = self.cls.spec.steps[step]
         self.run_id, self.inv_id, self.payload, self.attempt = run_id, inv_id, payload, attempt
@@ -57,6 +59,9 @@ class StepTask:
     def run(self) -> None:
         state = self._load()
         if state is None:
+            pipe = self.rt.redis.pipeline(transaction=False)
+            self.rt.finished(pipe, self.run_id, self.task_id)
+            pipe.execute()
             return
         journal, root, parent = state
         event: Event | list[Event] = (
@@ -155,8 +160,7 @@ class StepTask:
                 finish = command
         pipe.hset(self.k.done(self.run_id), inv.id, json.dumps([m.to_json() for m in messages]))
         pipe.delete(self.k.journal(self.run_id, inv.id))
-        if messages:
-            pipe.sadd(self.k.tasks(self.run_id), *[m.task_id for m in messages])
+        self.rt.finished(pipe, self.run_id, self.task_id)
         self.rt.send(messages, pipe)
         pipe.execute()
         if finish is not None:
@@ -189,16 +193,13 @@ class StepTask:
         resume = self.rt.step_message(self.cls.name, self.step.name, self.args)
         # PARK runs before the calls are pushed, in the same round trip: it counts them all
         # as pending unless every answer is already journaled (then it asks to resume now).
+        park_at = len(pipe)
         self.rt.script("PARK")(
             keys=[self.k.journal(self.run_id, inv.id), self.k.wait(self.run_id, inv.id)],
             args=[json.dumps(resume.to_json()), *[c["call_id"] for c in calls]],
             client=pipe,
         )
-        ids = [m.task_id for m in messages] + [resume.task_id]
-        pipe.sadd(self.k.tasks(self.run_id), *ids)
         self.rt.send(messages, pipe)
-        if pipe.execute()[-len(messages) - 2] == 1:
-            self.rt.send([resume])
         for child_run, call in children:
             runs.create_run(
                 self.rt,
@@ -207,7 +208,11 @@ class StepTask:
                 decode_event(call["start"]),
                 parent={**here, "call_id": call["call_id"]},
                 root=backend.root,
+                pipe=pipe,
             )
+        self.rt.finished(pipe, self.run_id, self.task_id)
+        if pipe.execute()[park_at] == 1:
+            self.rt.send([resume])
 
     def _tool_message(self, call: dict[str, Any], where: dict[str, Any]) -> Message:
         from workflows.tools import get_tool
@@ -272,8 +277,7 @@ class StepTask:
                 )
             elif isinstance(command, core.FailRun):
                 failure = command.error
-        if messages:
-            pipe.sadd(self.k.tasks(self.run_id), *[m.task_id for m in messages])
+        self.rt.finished(pipe, self.run_id, self.task_id)
         self.rt.send(messages, pipe)
         pipe.execute()
         if failure is not None:

@@ -19,7 +19,14 @@ from workflows.tools import as_tool_error, get_tool
 
 
 def run_tool(
-    rt: Runtime, name: str, run_id: str, inv: str, call_id: str, args: dict[str, Any], attempt: int
+    rt: Runtime,
+    name: str,
+    run_id: str,
+    inv: str,
+    call_id: str,
+    args: dict[str, Any],
+    attempt: int,
+    task_id: str | None = None,
 ) -> None:
     k = rt.keys
     pipe = rt.redis.pipeline(transaction=False)
@@ -28,6 +35,9 @@ def run_tool(
     pipe.hincrby(k.deliveries(run_id), f"{call_id}:{attempt}", 1)
     status, answered, delivered = pipe.execute()
     if status != "running" or answered:
+        pipe = rt.redis.pipeline(transaction=False)
+        rt.finished(pipe, run_id, task_id)
+        pipe.execute()
         return
     spec = get_tool(name)
     where = {"run": run_id, "inv": inv, "call_id": call_id}
@@ -39,7 +49,7 @@ def run_tool(
             attempts=attempt,
             retryable=False,
         )
-        runs.answer_call(rt, where, {"error": err.to_info(attempt).model_dump()})
+        runs.answer_call(rt, where, {"error": err.to_info(attempt).model_dump()}, task_id)
         return
     try:
         value = run_async(spec.invoke_once(args, call_id, attempt, in_worker=True))
@@ -53,15 +63,15 @@ def run_tool(
     except Exception as exc:
         error = as_tool_error(name, exc, attempt)
     else:
-        runs.answer_call(rt, where, {"ok": value})
+        runs.answer_call(rt, where, {"ok": value}, task_id)
         return
     if error.retryable and spec.retry.allows(attempt + 1):
         delay = spec.retry.delay_before(attempt + 1)
-        rt.redis.xadd(
-            k.events(run_id), {"k": "retry", "e": error.to_info(attempt).model_dump_json()}
-        )
         message = rt.tool_message(spec, [run_id, inv, call_id, args, attempt + 1], delay or None)
-        rt.redis.sadd(k.tasks(run_id), message.task_id)
-        rt.send([message])
+        pipe = rt.redis.pipeline(transaction=False)
+        pipe.xadd(k.events(run_id), {"k": "retry", "e": error.to_info(attempt).model_dump_json()})
+        rt.send([message], pipe)
+        rt.finished(pipe, run_id, task_id)
+        pipe.execute()
         return
-    runs.answer_call(rt, where, {"error": error.to_info(attempt).model_dump()})
+    runs.answer_call(rt, where, {"error": error.to_info(attempt).model_dump()}, task_id)

@@ -1,0 +1,74 @@
+"""The reaper: resends task messages that a crash lost.
+
+Every message Baton sends is recorded in its run's in-flight hash until the task that took it
+is done. kombu's Redis transport can lose a message outright when Redis dies between a worker
+popping it and recording it as unacked; Celery then never redelivers it and the run would
+hang. The reaper, a thread in every worker (one sweeps at a time, under a Redis lock), resends
+any message still in flight a visibility timeout after it was due. Resending is safe: a task
+that already ran finds its journal entry or done marker and does nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from celery import signals
+
+from tasks.runtime import Message, Runtime, now
+
+log = logging.getLogger("baton.reaper")
+
+
+def sweep(rt: Runtime, lost_after: float) -> int:
+    """Resend in-flight messages of running runs that are overdue by ``lost_after`` seconds."""
+    r, k = rt.redis, rt.keys
+    cutoff = now() - lost_after
+    resent = 0
+    for run_id in r.smembers(k.live()):
+        if r.hget(k.run(run_id), "status") != "running":
+            r.srem(k.live(), run_id)
+            continue
+        stale = []
+        for raw in r.hvals(k.inflight(run_id)):
+            due, message = json.loads(raw)
+            if due < cutoff:
+                stale.append(Message.from_json(message))
+        if stale:
+            log.warning("run %s: resending %d lost message(s)", run_id, len(stale))
+            rt.send(stale)
+            resent += len(stale)
+    return resent
+
+
+class Reaper(threading.Thread):
+    """Sweeps every ``interval`` seconds while the worker lives."""
+
+    def __init__(self, rt: Runtime, interval: float, lost_after: float) -> None:
+        super().__init__(name="baton-reaper", daemon=True)
+        self.rt, self.interval, self.lost_after = rt, interval, lost_after
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                lock = self.rt.redis.set(
+                    self.rt.keys.reaper_lock(), "1", nx=True, ex=max(1, int(self.interval))
+                )
+                if lock:
+                    sweep(self.rt, self.lost_after)
+            except Exception:  # Redis down or restarting: try again next round
+                log.warning("reaper sweep failed", exc_info=True)
+
+
+def install(rt: Runtime) -> None:
+    """Start a reaper in each worker's main process once it is ready."""
+    vt = float(rt.settings.visibility_timeout)
+    interval = min(30.0, max(1.0, vt / 4))
+
+    def start(**_: Any) -> None:
+        Reaper(rt, interval, lost_after=vt).start()
+
+    signals.worker_ready.connect(start, weak=False)
