@@ -103,3 +103,19 @@ def _assert_each_call_applied_once_and_never_rerun_after_completion(
             finished.setdefault(call, float(ts))
         else:
             assert call not in finished, f"call {call} ran again after it completed"
+
+
+def test_a_message_lost_by_the_broker_is_resent_by_the_reaper(
+    client: Client, redis_server: RedisServer, testdir: Path
+) -> None:
+    rt = client.runtime
+    handle = client.submit("CrashChain", label="lost", steps=1)
+    queue = f"{rt.settings.key_prefix}:q:crash"
+    assert rt.redis.delete(queue) == 1  # what a Redis crash between pop and unacked can do
+    env = worker_env(redis_server.url, testdir, BATON_MAX_TIME_LIMIT=5, BATON_VISIBILITY_TIMEOUT=8)
+    worker = Worker(env, ["crash"], concurrency=1, name="reaper@test").start()
+    try:
+        assert handle.result(timeout=60) == 0 + 1 + 2
+    finally:
+        worker.stop()
+    assert "resending 1 lost message" in worker.log.read_text()
