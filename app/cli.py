@@ -84,10 +84,19 @@ def handled(fn: Callable[P, R]) -> Callable[P, R]:
 
 def _one_line(exc: BaseException) -> str:
     text = exc.message if isinstance(exc, BatonError) else str(exc)
+    if isinstance(exc, ValidationError) and exc.title == "Settings":  # name the variable
+        text = "; ".join(_env_error(e["loc"], e["msg"]) for e in exc.errors())
     if isinstance(exc, redis.RedisError):
         text = f"Redis: {text}"
     lines = [line.strip() for line in text.splitlines()]
     return "; ".join(line for line in lines if line and not line.startswith("For further"))
+
+
+def _env_error(loc: tuple[int | str, ...], msg: str) -> str:
+    name = "_".join(map(str, loc)).upper()
+    if not name:
+        return msg
+    return f"{name if name.startswith('BATON_') else 'BATON_' + name}: {msg}"
 
 
 def _runtime() -> Runtime:
@@ -113,8 +122,10 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Local stack in the foreground: Redis (if BATON_REDIS_URL is unset), a worker per queue
-    of the topology, Flower, metrics. Ctrl-C stops everything."""
+    """Run the local stack in the foreground until Ctrl-C.
+
+    Redis (if BATON_REDIS_URL is unset), a worker per topology queue, Flower, metrics.
+    """
     stack = LocalStack(Settings(), flower=not no_flower, workdir=workdir)
     signal.signal(signal.SIGTERM, _interrupt)
     with err.status("starting the local stack..."):
@@ -214,12 +225,13 @@ def worker(
 @app.command()
 @handled
 def demo(
-    distributed: Annotated[bool, typer.Option("--distributed", help="run on workers")] = False,
+    inprocess_only: Annotated[bool, typer.Option("--inprocess-only")] = False,
+    distributed_only: Annotated[bool, typer.Option("--distributed-only")] = False,
 ) -> None:
-    """Run every example and show its stream, result and event log."""
-    from examples.demo import main as demo_main
+    """Run every example in-process, then distributed on a stack it starts and stops."""
+    from app.demo import main as demo_main
 
-    demo_main(["--distributed"] if distributed else [])
+    demo_main(["--inprocess-only"] * inprocess_only + ["--distributed-only"] * distributed_only)
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -371,6 +383,8 @@ def runs(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
 ) -> None:
     """The most recent runs, newest first."""
+    if status is not None and status not in STATUS_STYLE:
+        raise InvalidInputError(f"unknown status {status!r} (one of: {', '.join(STATUS_STYLE)})")
     infos = _client().runs(status=status, limit=limit)
     table = Table(header_style="bold")
     table.add_column("run", no_wrap=True, min_width=32)

@@ -10,6 +10,7 @@ optionally Flower behind basic auth; it waits until each is ready and stops all 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -139,7 +140,10 @@ class LocalStack:
         self.cwd = cwd or Path.cwd()
         self.ready_timeout, self.stop_timeout = ready_timeout, stop_timeout
         self._own_dir = workdir is None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="baton-stack-"))
+        # created by start(), so a stack that never starts leaves nothing behind
+        self.workdir = (
+            workdir or Path(tempfile.gettempdir()) / f"baton-stack-{secrets.token_hex(6)}"
+        )
         self.procs: dict[str, Proc] = {}
         self.redis_url = settings.redis_url
         password = settings.flower_password.get_secret_value()
@@ -170,8 +174,9 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         """Start everything and wait until it is ready; on any failure stop what was started."""
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=not self._own_dir)
         try:
-            (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+            (self.workdir / "logs").mkdir(exist_ok=True)
             if self.redis_url is None:
                 self._start_redis()
             else:
@@ -225,7 +230,8 @@ class LocalStack:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop the children
+                preexec_fn=_die_with_parent(),
             )
         proc = Proc(name, popen, log)
         self.procs[name] = proc
@@ -290,6 +296,19 @@ class LocalStack:
         url = f"http://127.0.0.1:{port}"
         _wait(lambda: _http_ok(f"{url}/healthcheck"), self.ready_timeout, proc)
         self.flower_url = url
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a child gets SIGTERM if we die without stopping it (no orphaned stack)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: the child only calls it
+    pr_set_pdeathsig = 1
+
+    def arm() -> None:
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+    return arm
 
 
 def _worker_ready(proc: Proc) -> bool:

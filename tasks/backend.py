@@ -10,14 +10,13 @@ import json
 from typing import Any
 
 from tasks.runtime import Runtime
-from workflows._engine.inprocess import InProcessRun
+from workflows._engine.inprocess import run_child_inline
 from workflows._engine.runtime import MISSING, Invocation
 from workflows.codec import decode_event, dumps, encode_event, to_jsonable
-from workflows.errors import BatonError, ChildWorkflowError, ToolError
+from workflows.errors import ToolError
 from workflows.events import Event
 from workflows.step import Mode
 from workflows.tools import ToolSpec
-from workflows.workflow import require_workflow
 
 
 class RedisBackend:
@@ -54,21 +53,7 @@ class RedisBackend:
                 "start": encode_event(start),
             }
             return await inv.parking.park(call)
-        child = InProcessRun(require_workflow(workflow)(), f"{self.run_id}.{call_id}")
-        child.start(start)
-        try:
-            value = await child.done
-        except BatonError as exc:
-            info = exc.to_info()
-            inv.journal[call_id] = {"error": info.model_dump()}
-            raise ChildWorkflowError(
-                f"child workflow {workflow} failed: {info.type}: {info.message}",
-                workflow=workflow,
-                child_error=info.model_dump(),
-            ) from exc
-        value = encode_event(value) if isinstance(value, Event) else value
-        inv.journal[call_id] = {"ok": value}
-        return value
+        return await run_child_inline(inv, call_id, workflow, start, self.run_id)
 
     async def wait_event(
         self,

@@ -153,7 +153,11 @@ class Worker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        eventually(self._ready, timeout=40, interval=0.1, what=f"worker {self.name} ready")
+        try:
+            eventually(self._ready, timeout=40, interval=0.1, what=f"worker {self.name} ready")
+        except BaseException:
+            self.stop()  # never leave a half-started worker behind
+            raise
         return self
 
     def _ready(self) -> bool:

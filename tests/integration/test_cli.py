@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def test_events_follow_tails_a_running_run_until_it_ends(
         (["events", "no-such-run"], "no run 'no-such-run'"),
         (["cancel", "no-such-run"], "no run 'no-such-run'"),
         (["retry", "no-such-run"], "no run 'no-such-run'"),
+        (["runs", "--status", "done"], "unknown status 'done'"),
     ],
 )
 def test_bad_input_is_one_error_line_and_a_nonzero_exit(
@@ -165,7 +167,8 @@ def test_dead_letters_lists_rejected_messages(redis_server: RedisServer) -> None
         "headers": {"task": "Nope.step", "id": "t1"},
         "body": "[]",
     }
-    redis.Redis.from_url(redis_server.url).lpush(f"{prefix}:dead", json.dumps(entry))
+    with redis.Redis.from_url(redis_server.url) as r:
+        r.lpush(f"{prefix}:dead", json.dumps(entry))
     env = {"BATON_REDIS_URL": redis_server.url, "BATON_KEY_PREFIX": prefix, "COLUMNS": "200"}
     code, output = baton(env, "dead-letters")
     assert code == 0 and "dead letters: 1" in output and "Nope.step" in output
@@ -253,6 +256,7 @@ def test_local_stack_runs_redis_a_worker_per_queue_and_flower_then_stops_them_al
         with pytest.raises(urllib.error.HTTPError) as denied:
             urllib.request.urlopen(url, timeout=5)
         assert denied.value.code == 401
+        denied.value.close()
         token = base64.b64encode(f"baton:{stack.flower_password}".encode()).decode()
         request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
         with urllib.request.urlopen(request, timeout=5) as resp:
@@ -260,3 +264,37 @@ def test_local_stack_runs_redis_a_worker_per_queue_and_flower_then_stops_them_al
     assert stack.procs == {}
     eventually(lambda: all(_group_gone(pid) for pid in pids), timeout=10, what="stack gone")
     assert not workdir.exists()
+
+
+ORPHAN_SCRIPT = """
+import json, sys, threading
+from pathlib import Path
+from app.stack import LocalStack
+from config import Settings
+
+settings = Settings(redis_url=None, imports=["tests.integration.flows"], topology_file=sys.argv[1])
+stack = LocalStack(settings, flower=False).start()
+pids = {name: p.pid for name, p in stack.procs.items()}
+Path(sys.argv[2]).write_text(json.dumps({"pids": pids, "dir": str(stack.workdir)}))
+threading.Event().wait()
+"""
+
+
+def test_a_stack_whose_owner_is_killed_leaves_no_processes_behind(tmp_path: Path) -> None:
+    topology = tmp_path / "topology.yaml"
+    topology.write_text("default_queue: itest\nqueues:\n  itest: {pool: solo, concurrency: 1}\n")
+    report = tmp_path / "pids.json"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_SCRIPT, str(topology), str(report)],
+        cwd=ROOT,
+        env=worker_env("redis://unused:1/0", tmp_path),
+    )
+    try:
+        eventually(report.exists, timeout=60, what="stack started")
+        pids = json.loads(report.read_text())["pids"]
+        assert set(pids) == {"redis", "itest"}
+    finally:
+        owner.kill()
+        owner.wait()
+    eventually(lambda: all(_group_gone(p) for p in pids.values()), timeout=30, what="no orphans")
+    shutil.rmtree(json.loads(report.read_text())["dir"], ignore_errors=True)

@@ -196,23 +196,7 @@ class InProcessRun:
     async def run_child(
         self, inv: Invocation, call_id: str, workflow: str, start: Event, mode: Mode | None
     ) -> Any:
-        from workflows.workflow import require_workflow
-
-        child = InProcessRun(require_workflow(workflow)(), f"{self.run_id}.{call_id}", self.root)
-        child.start(start)
-        try:
-            value = await child.done
-        except BatonError as exc:
-            info = exc.to_info()
-            inv.journal[call_id] = {"error": info.model_dump()}
-            raise ChildWorkflowError(
-                f"child workflow {workflow} failed: {info.type}: {info.message}",
-                workflow=workflow,
-                child_error=info.model_dump(),
-            ) from exc
-        value = encode_event(value) if isinstance(value, Event) else value
-        inv.journal[call_id] = {"ok": value}
-        return value
+        return await run_child_inline(inv, call_id, workflow, start, self.run_id, self.root)
 
     async def wait_event(
         self,
@@ -261,3 +245,31 @@ class InProcessRun:
 
     async def store_delete(self, key: str) -> None:
         self.store.pop(key, None)
+
+
+async def run_child_inline(
+    inv: Invocation,
+    call_id: str,
+    workflow: str,
+    start: Event,
+    parent_run: str,
+    root: InProcessRun | None = None,
+) -> Any:
+    """Run a child workflow in this process and journal its result (or its error as data)."""
+    from workflows.workflow import require_workflow
+
+    child = InProcessRun(require_workflow(workflow)(), f"{parent_run}.{call_id}", root)
+    child.start(start)
+    try:
+        value = await child.done
+    except BatonError as exc:
+        info = exc.to_info()
+        inv.journal[call_id] = {"error": info.model_dump()}
+        raise ChildWorkflowError(
+            f"child workflow {workflow} failed: {info.type}: {info.message}",
+            workflow=workflow,
+            child_error=info.model_dump(),
+        ) from exc
+    value = encode_event(value) if isinstance(value, Event) else value
+    inv.journal[call_id] = {"ok": value}
+    return value
