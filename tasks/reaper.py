@@ -54,13 +54,20 @@ class Reaper(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
-                lock = self.rt.redis.set(
-                    self.rt.keys.reaper_lock(), "1", nx=True, ex=max(1, int(self.interval))
-                )
-                if lock:
-                    sweep(self.rt, self.lost_after)
+                self.sweep_once()
             except Exception:  # Redis down or restarting: try again next round
                 log.warning("reaper sweep failed", exc_info=True)
+
+    def sweep_once(self) -> None:
+        """Sweep unless another worker is sweeping; the lock is held only while sweeping."""
+        r, key, token = self.rt.redis, self.rt.keys.reaper_lock(), self.name + str(id(self))
+        if not r.set(key, token, nx=True, ex=60):
+            return
+        try:
+            sweep(self.rt, self.lost_after)
+        finally:
+            if r.get(key) == token:
+                r.delete(key)
 
 
 def install(rt: Runtime) -> None:
