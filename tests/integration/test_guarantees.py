@@ -51,7 +51,10 @@ def test_a_run_completes_when_worker_processes_are_killed_mid_step(
     while kills < 4 and time.monotonic() < deadline:
         busy = _busy_children(client, crash_worker)
         if busy:
-            os.kill(rng.choice(busy), signal.SIGKILL)
+            try:
+                os.kill(rng.choice(busy), signal.SIGKILL)
+            except ProcessLookupError:  # it finished and was replaced meanwhile
+                continue
             kills += 1
             eventually(
                 lambda: len(crash_worker.children()) == 2,
