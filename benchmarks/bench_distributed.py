@@ -32,24 +32,25 @@ def _time(fn: Any, repeat: int) -> list[float]:
     return out
 
 
-def bench_raw(url: str, hops: int, width: int, repeat: int) -> dict[str, list[float]]:
+def bench_raw(url: str, hops: list[int], width: int, repeat: int) -> dict[str, Any]:
     import os
 
     os.environ["BATON_REDIS_URL"] = url
     from benchmarks.raw_celery import noop
 
-    def run_chain() -> None:
-        result = chain(noop.s(0), *[noop.s() for _ in range(hops - 1)]).apply_async()
-        assert result.get(timeout=120) == hops
+    def run_chain(n: int) -> None:
+        result = chain(noop.s(0), *[noop.s() for _ in range(n - 1)]).apply_async()
+        assert result.get(timeout=120) == n
 
     def run_group() -> None:
         result = group(noop.s(i) for i in range(width)).apply_async()
         assert len(result.get(timeout=300)) == width
 
-    return {"chain": _time(run_chain, repeat), "group": _time(run_group, repeat)}
+    chains = {n: _time(lambda n=n: run_chain(n), repeat) for n in hops}
+    return {"chain": chains, "group": _time(run_group, repeat)}
 
 
-def bench_baton(url: str, hops: int, width: int, repeat: int) -> dict[str, list[float]]:
+def bench_baton(url: str, hops: list[int], width: int, repeat: int) -> dict[str, Any]:
     from app.celery_app import create_app
     from app.client import Client
     from config import Settings
@@ -58,19 +59,20 @@ def bench_baton(url: str, hops: int, width: int, repeat: int) -> dict[str, list[
     _, runtime = create_app(settings)
     client = Client(runtime=runtime)
 
-    def run_chain() -> None:
-        assert client.submit("BenchChain", n=hops).result(timeout=120) == hops
+    def run_chain(n: int) -> None:
+        assert client.submit("BenchChain", n=n).result(timeout=120) == n
 
     def run_fan() -> None:
         expected = width * (width - 1) // 2
         assert client.submit("BenchFanOut", width=width).result(timeout=300) == expected
 
-    return {"chain": _time(run_chain, repeat), "group": _time(run_fan, repeat)}
+    chains = {n: _time(lambda n=n: run_chain(n), repeat) for n in hops}
+    return {"chain": chains, "group": _time(run_fan, repeat)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hops", type=int, default=100)
+    parser.add_argument("--hops", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--width", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
@@ -78,7 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="baton-bench-"))
     (tmp / "redis").mkdir()
-    server = RedisServer(tmp / "redis")
+    # AOF on, fsync once a second: Redis's default durability, what a deployment runs
+    server = RedisServer(tmp / "redis", appendfsync="everysec")
     server.start()
     env = worker_env(server.url, tmp, BATON_IMPORTS='["benchmarks.flows"]')
     results: dict[str, Any] = {}
@@ -109,21 +112,39 @@ class _running:
         self.worker.stop()
 
 
-def summarize(results: dict[str, Any], hops: int, width: int) -> dict[str, Any]:
-    raw_link = statistics.median(results["raw"]["chain"]) / hops
-    baton_hop = statistics.median(results["baton"]["chain"]) / hops
+def summarize(results: dict[str, Any], hops: list[int], width: int) -> dict[str, Any]:
+    """Per-hop cost at each chain length, the marginal cost of one more hop, fan-out ratio."""
+    out: dict[str, Any] = {}
+    med = {
+        side: {n: statistics.median(results[side]["chain"][n]) for n in hops}
+        for side in ("raw", "baton")
+    }
+    for n in hops:
+        raw, baton = med["raw"][n] / n, med["baton"][n] / n
+        out[f"chain_{n}"] = {
+            "raw_link_ms": round(raw * 1000, 3),
+            "baton_hop_ms": round(baton * 1000, 3),
+            "ratio_baton_over_raw": round(baton / raw, 3),
+        }
+    if len(hops) > 1:
+        lo, hi = min(hops), max(hops)
+        raw_m = (med["raw"][hi] - med["raw"][lo]) / (hi - lo)
+        baton_m = (med["baton"][hi] - med["baton"][lo]) / (hi - lo)
+        out["marginal_hop"] = {
+            "raw_link_ms": round(raw_m * 1000, 3),
+            "baton_hop_ms": round(baton_m * 1000, 3),
+            "ratio_baton_over_raw": round(baton_m / raw_m, 3),
+        }
     raw_group = statistics.median(results["raw"]["group"])
     baton_fan = statistics.median(results["baton"]["group"])
-    return {
-        "raw_chain_link_ms": round(raw_link * 1000, 3),
-        "baton_step_hop_ms": round(baton_hop * 1000, 3),
-        "step_latency_ratio_baton_over_raw": round(baton_hop / raw_link, 3),
-        "raw_group_1000_s": round(raw_group, 3),
-        "baton_fanout_1000_tools_s": round(baton_fan, 3),
-        "fanout_throughput_ratio_baton_over_raw": round(raw_group / baton_fan, 3),
-        "raw_group_tasks_per_s": round(width / raw_group, 1),
-        "baton_fanout_tools_per_s": round(width / baton_fan, 1),
+    out[f"fanout_{width}"] = {
+        "raw_group_s": round(raw_group, 3),
+        "baton_tools_s": round(baton_fan, 3),
+        "throughput_ratio_baton_over_raw": round(raw_group / baton_fan, 3),
+        "raw_tasks_per_s": round(width / raw_group, 1),
+        "baton_tools_per_s": round(width / baton_fan, 1),
     }
+    return out
 
 
 if __name__ == "__main__":

@@ -55,8 +55,9 @@ class ProcessDied(Exception):
 class RedisServer:
     """A redis-server process of our own, restartable on the same port and data dir."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, appendfsync: str = "always") -> None:
         self.dir = workdir
+        self.appendfsync = appendfsync
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -77,7 +78,7 @@ class RedisServer:
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                self.appendfsync,
                 "--save",
                 "",
                 "--maxmemory-policy",
