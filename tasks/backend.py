@@ -53,7 +53,7 @@ class RedisBackend:
                 "start": encode_event(start),
             }
             return await inv.parking.park(call)
-        return await run_child_inline(inv, call_id, workflow, start, self.run_id)
+        return await run_child_inline(inv, call_id, workflow, start, self.run_id, answerable=False)
 
     async def wait_event(
         self,

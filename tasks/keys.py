@@ -44,7 +44,8 @@ class Keys:
         return f"{self.prefix}:run:{run_id}:done"
 
     def deliveries(self, run_id: str) -> str:
-        """Hash: how often each invocation / call was delivered (bounds lost-worker loops)."""
+        """Hash: task id -> how often that message was delivered (bounds lost-worker loops;
+        a message with no entry never started)."""
         return f"{self.prefix}:run:{run_id}:dlv"
 
     def inflight(self, run_id: str) -> str:

@@ -31,16 +31,36 @@ def sweep(rt: Runtime, lost_after: float) -> int:
         if r.hget(k.run(run_id), "status") != "running":
             r.srem(k.live(), run_id)
             continue
-        stale = []
+        if _past_deadline(rt, run_id):
+            continue
+        overdue = []
         for raw in r.hvals(k.inflight(run_id)):
             due, message = json.loads(raw)
             if due < cutoff:
-                stale.append(Message.from_json(message))
+                overdue.append(Message.from_json(message))
+        # a message that started is Celery's to redeliver (acks_late); only resend what never
+        # reached a task
+        started = r.hmget(k.deliveries(run_id), [m.task_id for m in overdue]) if overdue else []
+        stale = [m for m, s in zip(overdue, started, strict=True) if s is None]
         if stale:
             log.warning("run %s: resending %d lost message(s)", run_id, len(stale))
             rt.send(stale)
             resent += len(stale)
     return resent
+
+
+def _past_deadline(rt: Runtime, run_id: str) -> bool:
+    """Fail a run past its deadline (one parked on a wait would never notice by itself)."""
+    from tasks.runs import cancel_children, fail_run
+    from workflows.errors import WorkflowTimeoutError
+
+    deadline = rt.redis.hget(rt.keys.run(run_id), "deadline")
+    if not deadline or now() <= float(deadline):
+        return False
+    error = WorkflowTimeoutError(f"run {run_id} ran past its deadline")
+    fail_run(rt, run_id, error.to_info())
+    cancel_children(rt, run_id)
+    return True
 
 
 class Reaper(threading.Thread):
@@ -73,7 +93,7 @@ class Reaper(threading.Thread):
 def install(rt: Runtime) -> None:
     """Start a reaper in each worker's main process once it is ready."""
     vt = float(rt.settings.visibility_timeout)
-    interval = min(30.0, max(1.0, vt / 4))
+    interval = min(10.0, max(1.0, vt / 4))
 
     def start(**_: Any) -> None:
         Reaper(rt, interval, lost_after=vt).start()

@@ -99,38 +99,59 @@ def create_run(
     return run_id, True
 
 
-def finish_run(rt: Runtime, run_id: str, result: Any, stop: Event, parent: str) -> None:
-    """Mark the run completed (first end wins), log its StopEvent, answer its parent."""
+def finish_args(status: str, end: str, field: str, value: str) -> list[Any]:
+    """ARGV of the FINISH script: the final status, the end entry, the result or error."""
+    return [status, now(), end, field, value]
+
+
+def finish_run(
+    rt: Runtime, run_id: str, result: Any, stop: Event, parent: str, pipe: Any = None
+) -> int:
+    """Mark the run completed and log its StopEvent, in one atomic step (first end wins).
+
+    Given ``pipe`` the script joins it and the caller runs :func:`after_end` with its result.
+    """
     value = encode_event(result) if isinstance(result, Event) else result
-    ts = now()
-    ok = rt.script("FINISH")(
-        keys=[rt.keys.run(run_id)], args=["completed", ts, "result", dumps(value)]
+    args = finish_args("completed", dumps(stop), "result", dumps(value))
+    ended = rt.script("FINISH")(
+        keys=[rt.keys.run(run_id), rt.keys.events(run_id)], args=args, client=pipe
     )
-    if not ok:
-        return
-    r = rt.redis
-    r.xadd(rt.keys.events(run_id), {"k": "stop", "e": dumps(stop)})
-    _expire(rt, run_id)
-    if parent:
-        answer_call(rt, json.loads(parent), {"ok": value})
+    if pipe is None:
+        after_end(rt, run_id, ended, parent, {"ok": value})
+        return int(ended or 0)
+    return 0  # known once the caller's pipeline ran
+
+
+def after_end(rt: Runtime, run_id: str, ended: Any, parent: str, answer: dict[str, Any]) -> None:
+    """Once a run ended: expire its keys and answer its parent (both idempotent)."""
+    if ended:
+        _expire(rt, run_id)
+    if ended and parent:
+        answer_call(rt, json.loads(parent), answer)
+
+
+def reanswer_parent(rt: Runtime, run_id: str, status: str, parent: str) -> None:
+    """A finished child's message came again: its parent may not have heard (crash window)."""
+    result, error = rt.redis.hmget(rt.keys.run(run_id), ["result", "error"])
+    if status == "completed" and result is not None:
+        answer_call(rt, json.loads(parent), {"ok": json.loads(result)})
+    elif error is not None:
+        answer_call(rt, json.loads(parent), {"error": json.loads(error)})
 
 
 def fail_run(
     rt: Runtime, run_id: str, error: ErrorInfo, status: str = "failed", parent: str | None = None
 ) -> bool:
     """Mark the run failed or cancelled (first end wins) and tell its parent."""
-    ok = rt.script("FINISH")(
-        keys=[rt.keys.run(run_id)], args=[status, now(), "error", error.model_dump_json()]
+    text = error.model_dump_json()
+    ended = rt.script("FINISH")(
+        keys=[rt.keys.run(run_id), rt.keys.events(run_id)],
+        args=finish_args(status, text, "error", text),
     )
-    if not ok:
-        return False
-    rt.redis.xadd(rt.keys.events(run_id), {"k": status, "e": error.model_dump_json()})
-    _expire(rt, run_id)
     if parent is None:
         parent = str(rt.redis.hget(rt.keys.run(run_id), "parent") or "")
-    if parent:
-        answer_call(rt, json.loads(parent), {"error": error.model_dump()})
-    return True
+    after_end(rt, run_id, ended, parent, {"error": error.model_dump()})
+    return bool(ended)
 
 
 def answer_call(
@@ -149,24 +170,36 @@ def answer_call(
         rt.send([Message.from_json(json.loads(resume))])
 
 
-def cancel_run(rt: Runtime, run_id: str) -> bool:
+def cancel_run(rt: Runtime, run_id: str, top: bool = True) -> bool:
     """Cancel a run and its children: status first (checked at every task start), then revoke."""
     from workflows.errors import RunCancelledError
 
     info = RunCancelledError(f"run {run_id} was cancelled").to_info()
-    changed = fail_run(rt, run_id, info, status="cancelled", parent="")
-    r = rt.redis
-    task_ids = list(r.hkeys(rt.keys.inflight(run_id)))
+    # a cancelled child answers its parent (which sees a ChildWorkflowError); the children of
+    # a cancelled run do not need to
+    changed = fail_run(rt, run_id, info, status="cancelled", parent=None if top else "")
+    task_ids = list(rt.redis.hkeys(rt.keys.inflight(run_id)))
     if task_ids:
         rt.app.control.revoke(task_ids)
-    for child in r.smembers(rt.keys.children(run_id)):
-        cancel_run(rt, str(child))
+    cancel_children(rt, run_id)
     return changed
 
 
+def cancel_children(rt: Runtime, run_id: str) -> None:
+    for child in rt.redis.smembers(rt.keys.children(run_id)):
+        cancel_run(rt, str(child), top=False)
+
+
 def _expire(rt: Runtime, run_id: str) -> None:
-    pipe = rt.redis.pipeline(transaction=False)
-    pipe.srem(rt.keys.live(), run_id)
+    """Expire a finished run's keys and drop its waiters from the root run (none can be
+    answered any more; a stale one would swallow an event meant for a live step)."""
+    r, k = rt.redis, rt.keys
+    root = r.hget(k.run(run_id), "root") or run_id
+    stale = [f for f in r.hkeys(k.waiters(root)) if f.startswith(f"{run_id}|")]
+    pipe = r.pipeline(transaction=False)
+    if stale:
+        pipe.hdel(k.waiters(root), *stale)
+    pipe.srem(k.live(), run_id)
     for key in rt.keys.run_keys(run_id):
         pipe.expire(key, rt.settings.retention_seconds)
     pipe.execute()

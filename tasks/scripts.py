@@ -20,6 +20,7 @@ return 0
 # last pending call, returns the resume payload — to exactly one caller.
 COMPLETE = """
 if ARGV[3] ~= '' then redis.call('HDEL', KEYS[3], ARGV[3]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end  -- the step already finished
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return false end
 if redis.call('EXISTS', KEYS[2]) == 0 then return false end
 local left = redis.call('HINCRBY', KEYS[2], 'pending', -1)
@@ -70,11 +71,13 @@ redis.call('HSET', KEYS[1], ARGV[1], answer)
 return answer
 """
 
-# KEYS: run hash.  ARGV: new status, timestamp, field, value, ...
-# Moves a running run to a final status; returns 0 if it had already ended (first end wins).
+# KEYS: run hash, event stream.  ARGV: final status, timestamp, end entry JSON, field, value.
+# Moves a running run to its final status and logs the end entry, both or neither; returns 0
+# if the run had already ended (first end wins).
 FINISH = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2])
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], ARGV[4], ARGV[5])
+local kind = ARGV[1] == 'completed' and 'stop' or ARGV[1]
+redis.call('XADD', KEYS[2], '*', 'k', kind, 'e', ARGV[3])
 return 1
 """

@@ -87,9 +87,12 @@ class StepTask:
         pipe.hmget(self.k.run(self.run_id), ["status", "root", "parent", "deadline"])
         pipe.hgetall(self.k.journal(self.run_id, self.inv_id))
         pipe.hget(self.k.done(self.run_id), self.inv_id)
-        pipe.hincrby(self.k.deliveries(self.run_id), f"{self.inv_id}:{self.attempt}", 1)
+        # per message: a redelivery (or a reaper resend) keeps the task id, a resume does not
+        pipe.hincrby(self.k.deliveries(self.run_id), self.task_id or self.inv_id, 1)
         (status, root, parent, deadline), raw_journal, done, delivered = pipe.execute()
         if status != "running":
+            if status in runs.FINAL and parent:
+                runs.reanswer_parent(self.rt, self.run_id, status, parent)
             return None
         if done is not None:
             self._resend_outputs(done)
@@ -158,13 +161,22 @@ class StepTask:
                 )
             elif isinstance(command, core.CompleteRun):
                 finish = command
+        # the run's end (status + StopEvent, atomically) rides in the same round trip as the
+        # done marker: a redelivery after a crash finds both, and re-answers the parent
+        end_at = len(pipe)
+        if finish is not None:
+            runs.finish_run(
+                self.rt, self.run_id, finish.result, finish.stop_event, parent, pipe=pipe
+            )
         pipe.hset(self.k.done(self.run_id), inv.id, json.dumps([m.to_json() for m in messages]))
         pipe.delete(self.k.journal(self.run_id, inv.id))
         self.rt.finished(pipe, self.run_id, self.task_id)
         self.rt.send(messages, pipe)
-        pipe.execute()
+        replies = pipe.execute()
         if finish is not None:
-            runs.finish_run(self.rt, self.run_id, finish.result, finish.stop_event, parent)
+            value = finish.result
+            value = encode_event(value) if isinstance(value, Event) else value
+            runs.after_end(self.rt, self.run_id, replies[end_at], parent, {"ok": value})
 
     def _persist(self, pipe: Any, inv: Invocation, loaded: set[str]) -> None:
         key = self.k.journal(self.run_id, inv.id)

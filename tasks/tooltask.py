@@ -32,9 +32,10 @@ def run_tool(
     pipe = rt.redis.pipeline(transaction=False)
     pipe.hget(k.run(run_id), "status")
     pipe.hexists(k.journal(run_id, inv), call_id)
-    pipe.hincrby(k.deliveries(run_id), f"{call_id}:{attempt}", 1)
-    status, answered, delivered = pipe.execute()
-    if status != "running" or answered:
+    pipe.hincrby(k.deliveries(run_id), task_id or f"{call_id}:{attempt}", 1)
+    pipe.hexists(k.done(run_id), inv)
+    status, answered, delivered, step_done = pipe.execute()
+    if status != "running" or answered or step_done:
         pipe = rt.redis.pipeline(transaction=False)
         rt.finished(pipe, run_id, task_id)
         pipe.execute()

@@ -365,3 +365,16 @@ class Placement(Workflow):
         inline = await ctx.call_tool("where_am_i")
         remote = await ctx.call_tool("it_add", a=1, b=2)
         return StopEvent(result={"step_pid": os.getpid(), "tool_pid": inline, "sum": remote})
+
+
+class ManyCalls(Workflow):
+    """Eight tool calls in sequence: the step is suspended and resumed eight times."""
+
+    queue = "itest"
+
+    @step
+    async def run(self, ctx: Context, ev: Label) -> StopEvent:
+        total = 0
+        for i in range(8):
+            total = await ctx.call_tool("it_add", a=total, b=i)
+        return StopEvent(result=total)

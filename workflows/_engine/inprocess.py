@@ -20,6 +20,7 @@ from workflows.context import Context
 from workflows.errors import (
     BatonError,
     ChildWorkflowError,
+    ConfigurationError,
     ErrorInfo,
     RunCancelledError,
     ToolError,
@@ -71,6 +72,7 @@ class InProcessRun:
         self.done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.status = "running"
         self.error: ErrorInfo | None = None
+        self.answerable = True
 
     # --- driving the run ---------------------------------------------------------------
 
@@ -206,6 +208,11 @@ class InProcessRun:
         waiter_event: Event | None,
         requirements: dict[str, Any],
     ) -> Event:
+        if not self.root.answerable:
+            raise ConfigurationError(
+                f"{type(self.workflow).name} waits for an event, but it runs in-process inside a "
+                "worker where no event can reach it; run it as a distributed child workflow"
+            )
         if waiter_event is not None:
             self.log.append(waiter_event)
             self.publish(waiter_event)
@@ -254,11 +261,16 @@ async def run_child_inline(
     start: Event,
     parent_run: str,
     root: InProcessRun | None = None,
+    answerable: bool = True,
 ) -> Any:
-    """Run a child workflow in this process and journal its result (or its error as data)."""
+    """Run a child workflow in this process and journal its result (or its error as data).
+
+    ``answerable=False``: nobody can send this child an event (it runs inline in a worker).
+    """
     from workflows.workflow import require_workflow
 
     child = InProcessRun(require_workflow(workflow)(), f"{parent_run}.{call_id}", root)
+    child.answerable = answerable
     child.start(start)
     try:
         value = await child.done
