@@ -26,7 +26,7 @@ class RedisBackend:
         self.rt = rt
         self.run_id = run_id
         self.root = root
-        self.effects: list[tuple[int, str, Event, str | None]] = []
+        self.effects: list[tuple[str, str, Event, str | None]] = []
 
     async def call_tool(
         self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
@@ -73,8 +73,7 @@ class RedisBackend:
         result: Event = await inv.parking.park(call)
         return result
 
-    def effect(self, inv: Invocation, pos: int, kind: str, event: Event, step: str | None) -> None:
-        inv.effects_done = pos + 1
+    def effect(self, inv: Invocation, pos: str, kind: str, event: Event, step: str | None) -> None:
         self.effects.append((pos, kind, event, step))
 
     def collect(

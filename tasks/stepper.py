@@ -69,7 +69,7 @@ class StepTask:
             if isinstance(self.payload, list)
             else decode_event(self.payload)
         )
-        fx = int(journal.pop("__fx", 0))
+        fx = journal.pop("__fx", None) or {}
         inv = Invocation(self.inv_id, self.step.name, event, self.attempt, journal, fx)
         loaded = set(journal)
         backend = RedisBackend(self.rt, self.run_id, root)
@@ -181,7 +181,7 @@ class StepTask:
     def _persist(self, pipe: Any, inv: Invocation, loaded: set[str]) -> None:
         key = self.k.journal(self.run_id, inv.id)
         new = {c: json.dumps(v) for c, v in inv.journal.items() if c not in loaded}
-        new["__fx"] = str(inv.effects_done)
+        new["__fx"] = json.dumps(inv.effects_done)
         pipe.hset(key, mapping=new)
         pipe.expire(key, self.rt.settings.retention_seconds)
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from workflows._engine.executor import branch_path
 from workflows._engine.runtime import MISSING, Invocation, StepBackend
 from workflows.codec import decode_event, to_jsonable
 from workflows.errors import ErrorInfo, PayloadError, UnknownWorkflowError
@@ -73,8 +74,8 @@ class Context:
     def __init__(self, backend: StepBackend, invocation: Invocation) -> None:
         self._backend = backend
         self._inv = invocation
-        self._seq = 0
-        self._fx = 0
+        self._seq: dict[str, int] = {}
+        self._fx: dict[str, int] = {}
         self.store = Store(self)
 
     @property
@@ -87,13 +88,18 @@ class Context:
         return self._inv.attempt
 
     def _next_call_id(self) -> str:
-        self._seq += 1
-        return f"{self._inv.id}.{self._seq}"
+        """``<invocation>.<n>``: the n-th call of the step's branch (see ``branch_path``)."""
+        path = branch_path()
+        n = self._seq[path] = self._seq.get(path, 0) + 1
+        return f"{self._inv.id}.{path}.{n}" if path else f"{self._inv.id}.{n}"
 
     def _effect(self, kind: str, event: Event, step: str | None = None) -> None:
-        pos, self._fx = self._fx, self._fx + 1
-        if pos >= self._inv.effects_done:
-            self._backend.effect(self._inv, pos, kind, event, step)
+        path = branch_path()
+        n = self._fx.get(path, 0)
+        self._fx[path] = n + 1
+        if n >= self._inv.effects_done.get(path, 0):
+            self._backend.effect(self._inv, f"{path}:{n}", kind, event, step)
+            self._inv.effects_done[path] = n + 1
 
     def send_event(self, event: Event, step: str | None = None) -> None:
         """Emit an event into the run (to ``step`` only, when named): the fan-out primitive."""

@@ -378,3 +378,34 @@ class ManyCalls(Workflow):
         for i in range(8):
             total = await ctx.call_tool("it_add", a=total, b=i)
         return StopEvent(result=total)
+
+
+@tool(mode="inprocess")
+async def it_yield(x: int) -> int:
+    """An in-process tool that really awaits: on replay it answers at once instead."""
+    await asyncio.sleep(0.01)
+    return x
+
+
+@tool(queue="itest")
+def it_echo(label: str, value: str, ctx: ToolContext) -> str:
+    with (_effects_dir() / f"{label}.echo").open("a") as fh:
+        fh.write(f"{ctx.call_id} {value}\n")
+    return value
+
+
+class Branches(Workflow):
+    """Two gather branches whose interleaving differs between the first run and a replay."""
+
+    queue = "itest"
+
+    @step
+    async def run(self, ctx: Context, ev: Label) -> StopEvent:
+        async def a() -> str:
+            await ctx.call_tool("it_yield", x=1)
+            return str(await ctx.call_tool("it_echo", label=ev.label, value="A"))
+
+        async def b() -> str:
+            return str(await ctx.call_tool("it_echo", label=ev.label, value="B"))
+
+        return StopEvent(result=list(await asyncio.gather(a(), b())))

@@ -264,3 +264,12 @@ def test_a_run_parked_on_a_wait_fails_at_its_deadline(client: Client, workers: W
     with pytest.raises(WorkflowTimeoutError):
         handle.result(timeout=60)
     assert handle.status() == "failed"
+
+
+def test_gather_branches_get_their_own_answers_when_a_replay_interleaves_differently(
+    client: Client, workers: Worker, testdir: Path
+) -> None:
+    handle = client.submit("Branches", label="branches")
+    assert handle.result(timeout=30) == ["A", "B"]
+    executed = sorted(value for _, value in effects(testdir, "branches", "echo"))
+    assert executed == ["A", "B"]  # each branch's tool ran once

@@ -115,7 +115,7 @@ def react_to_output(spec: WorkflowSpec, inv_id: str, emitted: Emitted) -> list[C
 
 
 def route_sent(
-    spec: WorkflowSpec, inv_id: str, pos: int, event: Event, only: str | None
+    spec: WorkflowSpec, inv_id: str, pos: str, event: Event, only: str | None
 ) -> list[Delivery]:
     """Deliveries for an event sent with ``ctx.send_event`` as the step's effect number ``pos``."""
     return route(spec, f"{inv_id}/s{pos}", [(event, only)], batch=False)

@@ -10,6 +10,7 @@ are dispatched together. The step is later replayed from its journal.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,43 @@ from workflows.errors import WorkflowTimeoutError
 from workflows.step import StepSpec
 
 _SETTLE_TICKS = 3
+
+# Branch paths of a step's asyncio tasks: "" for the step itself, "0", "1", ... for the tasks it
+# creates (an asyncio.gather's branches), "0/0" for theirs. Call ids and effect numbers are
+# counted per branch, so a replay maps every answer to the same await even when branches
+# interleave differently (a journaled call returns at once, where the first run waited).
+_branches: weakref.WeakKeyDictionary[asyncio.Task[Any], list[Any]] = weakref.WeakKeyDictionary()
+
+
+def branch_path() -> str:
+    """The current task's branch path within its step ("" outside any step)."""
+    task = asyncio.current_task()
+    entry = _branches.get(task) if task is not None else None
+    return str(entry[0]) if entry is not None else ""
+
+
+def _track_branches(loop: asyncio.AbstractEventLoop) -> None:
+    """Install (once per loop) a task factory that gives new tasks a path under their creator."""
+    if getattr(loop, "_baton_branches", False):
+        return
+    previous = loop.get_task_factory()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        parent = asyncio.current_task(loop)
+        task: asyncio.Task[Any] = (
+            previous(loop, coro, **kwargs)  # type: ignore[assignment]
+            if previous is not None
+            else asyncio.Task(coro, loop=loop, **kwargs)
+        )
+        entry = _branches.get(parent) if parent is not None else None
+        if entry is not None:
+            path, index = entry
+            entry[1] = index + 1
+            _branches[task] = [f"{path}/{index}" if path else str(index), 0]
+        return task
+
+    loop.set_task_factory(factory)
+    loop._baton_branches = True  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -68,7 +106,9 @@ async def execute(
     if parking is None:
         return await _plain(spec, coro)
     loop = asyncio.get_running_loop()
+    _track_branches(loop)
     task: asyncio.Task[Any] = loop.create_task(coro)  # type: ignore[arg-type]
+    _branches[task] = ["", 0]
     parking.wake = wake = loop.create_future()
 
     def _wake(_: object) -> None:

@@ -219,8 +219,7 @@ class InProcessRun:
         self.root.waiters.append(Waiter(self, inv, call_id, event_type, requirements))
         return await inv.parking.park(call_id)  # type: ignore[no-any-return]
 
-    def effect(self, inv: Invocation, pos: int, kind: str, event: Event, step: str | None) -> None:
-        inv.effects_done = pos + 1
+    def effect(self, inv: Invocation, pos: str, kind: str, event: Event, step: str | None) -> None:
         self.log.append(event)
         if kind == "stream":
             self.publish(event)

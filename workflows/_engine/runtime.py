@@ -23,8 +23,8 @@ class Invocation:
     """One execution of one step on one input; ``id`` is stable across replays and redelivery.
 
     ``journal`` maps call ids to recorded answers (``{"ok": v}``, ``{"error": info}``,
-    ``{"event": envelope}``); ``effects_done`` counts the effects already applied, so a replay
-    never applies them twice.
+    ``{"event": envelope}``); ``effects_done`` counts, per branch, the effects already
+    applied, so a replay never applies them twice.
     """
 
     id: str
@@ -32,7 +32,7 @@ class Invocation:
     event: Event | list[Event]
     attempt: int = 1
     journal: dict[str, Any] = field(default_factory=dict)
-    effects_done: int = 0
+    effects_done: dict[str, int] = field(default_factory=dict)
     parking: Any = None
 
     def forget_errors(self) -> None:
@@ -60,7 +60,7 @@ class StepBackend(Protocol):
         requirements: dict[str, Any],
     ) -> Event: ...
     def effect(
-        self, inv: Invocation, pos: int, kind: str, event: Event, step: str | None
+        self, inv: Invocation, pos: str, kind: str, event: Event, step: str | None
     ) -> None: ...
     def collect(
         self, inv: Invocation, call_id: str, buffer_id: str, event: Event, expected: list[str]
