@@ -33,20 +33,27 @@ def sweep(rt: Runtime, lost_after: float) -> int:
             continue
         if _past_deadline(rt, run_id):
             continue
-        overdue = []
+        overdue: list[tuple[float, Message]] = []
         for raw in r.hvals(k.inflight(run_id)):
             due, message = json.loads(raw)
             if due < cutoff:
-                overdue.append(Message.from_json(message))
-        # a message that started is Celery's to redeliver (acks_late); only resend what never
-        # reached a task
-        started = r.hmget(k.deliveries(run_id), [m.task_id for m in overdue]) if overdue else []
-        stale = [m for m, s in zip(overdue, started, strict=True) if s is None]
+                overdue.append((due, Message.from_json(message)))
+        ids = [m.task_id for _, m in overdue]
+        started = r.hmget(k.deliveries(run_id), ids) if ids else []
+        stale = [
+            m for (due, m), s in zip(overdue, started, strict=True) if _lost(due, m, s, cutoff)
+        ]
         if stale:
             log.warning("run %s: resending %d lost message(s)", run_id, len(stale))
             rt.send(stale)
             resent += len(stale)
     return resent
+
+
+def _lost(due: float, m: Message, started: str | None, cutoff: float) -> bool:
+    """Never reached a task; or started, yet past any time it could still be running (a task
+    that died on an unexpected error is acked by Celery and never comes back)."""
+    return started is None or due + (m.time_limit or 0.0) < cutoff
 
 
 def _past_deadline(rt: Runtime, run_id: str) -> bool:

@@ -5,6 +5,7 @@ One ``Runtime`` per process. The Redis client is rebuilt after a fork (prefork w
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -24,6 +25,7 @@ from workflows.tools import ToolSpec
 from workflows.workflow import Workflow, require_workflow
 
 TOOL_GRACE = 5.0
+ASYNC_BACKSTOP = 1.0
 STEP_GRACE = 10.0
 
 
@@ -115,7 +117,12 @@ class Runtime:
     def tool_message(
         self, spec: ToolSpec, args: list[Any], countdown: float | None = None
     ) -> Message:
+        # A sync tool is stopped by Celery's soft limit (a signal in the pool process); an async
+        # one by asyncio at its timeout, with the soft limit a second later only as a backstop,
+        # so the signal cannot land while the timeout is being reported.
         soft = spec.timeout
+        if soft is not None and inspect.iscoroutinefunction(spec.fn):
+            soft += ASYNC_BACKSTOP
         hard = self.settings.max_time_limit if soft is None else soft + TOOL_GRACE
         return Message(
             f"tool.{spec.name}",

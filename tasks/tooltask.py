@@ -15,7 +15,7 @@ from tasks import runs
 from tasks.runtime import Runtime
 from tasks.stepper import MAX_DELIVERIES, run_async
 from workflows.errors import ToolError, ToolTimeout
-from workflows.tools import as_tool_error, get_tool
+from workflows.tools import ToolSpec, as_tool_error, get_tool
 
 
 def run_tool(
@@ -52,10 +52,12 @@ def run_tool(
         )
         runs.answer_call(rt, where, {"error": err.to_info(attempt).model_dump()}, task_id)
         return
+    value: Any = None
+    error: ToolError | None = None
     try:
         value = run_async(spec.invoke_once(args, call_id, attempt, in_worker=True))
     except SoftTimeLimitExceeded:
-        error: ToolError = ToolTimeout(
+        error = ToolTimeout(
             f"tool {name} timed out after {spec.timeout}s",
             tool=name,
             type="ToolTimeout",
@@ -63,14 +65,39 @@ def run_tool(
         )
     except Exception as exc:
         error = as_tool_error(name, exc, attempt)
-    else:
+    # The soft limit's signal fires once; if it lands while the outcome is being reported,
+    # report it again rather than lose it.
+    for _ in range(2):
+        try:
+            _report(rt, spec, where, args, attempt, task_id, value, error)
+            return
+        except SoftTimeLimitExceeded:
+            continue
+
+
+def _report(
+    rt: Runtime,
+    spec: ToolSpec,
+    where: dict[str, Any],
+    args: dict[str, Any],
+    attempt: int,
+    task_id: str | None,
+    value: Any,
+    error: ToolError | None,
+) -> None:
+    """Answer the call, or send the next attempt when the policy allows one."""
+    if error is None:
         runs.answer_call(rt, where, {"ok": value}, task_id)
         return
+    run_id = where["run"]
     if error.retryable and spec.retry.allows(attempt + 1):
         delay = spec.retry.delay_before(attempt + 1)
-        message = rt.tool_message(spec, [run_id, inv, call_id, args, attempt + 1], delay or None)
+        retry_args = [run_id, where["inv"], where["call_id"], args, attempt + 1]
+        message = rt.tool_message(spec, retry_args, delay or None)
         pipe = rt.redis.pipeline(transaction=False)
-        pipe.xadd(k.events(run_id), {"k": "retry", "e": error.to_info(attempt).model_dump_json()})
+        pipe.xadd(
+            rt.keys.events(run_id), {"k": "retry", "e": error.to_info(attempt).model_dump_json()}
+        )
         rt.send([message], pipe)
         rt.finished(pipe, run_id, task_id)
         pipe.execute()
