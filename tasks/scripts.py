@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-# KEYS: journal, wait.  ARGV: resume payload, call ids...
+# KEYS: journal, wait.  ARGV: resume payload, ttl, call ids...
 # Registers a suspended invocation; pending = calls not answered yet. Returns 1 when none is
 # pending any more (answers raced in before the registration): the caller resumes at once.
 PARK = """
 local pending = 0
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then pending = pending + 1 end
 end
 if pending == 0 then redis.call('DEL', KEYS[2]) return 1 end
 redis.call('HSET', KEYS[2], 'pending', pending, 'resume', ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 0
 """
 

@@ -208,7 +208,11 @@ class StepTask:
         park_at = len(pipe)
         self.rt.script("PARK")(
             keys=[self.k.journal(self.run_id, inv.id), self.k.wait(self.run_id, inv.id)],
-            args=[json.dumps(resume.to_json()), *[c["call_id"] for c in calls]],
+            args=[
+                json.dumps(resume.to_json()),
+                self.rt.settings.retention_seconds,
+                *[c["call_id"] for c in calls],
+            ],
             client=pipe,
         )
         self.rt.send(messages, pipe)
