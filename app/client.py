@@ -28,7 +28,6 @@ from workflows.errors import (
     ErrorInfo,
     InvalidInputError,
     StoreUnavailableError,
-    UnknownWorkflowError,
     WorkflowTimeoutError,
     error_from_info,
 )
@@ -183,10 +182,7 @@ class Client:
     ) -> RunHandle:
         """Validate and enqueue a run; the same idempotency key returns the same run."""
         name = workflow if isinstance(workflow, str) else workflow.name
-        try:
-            cls = require_workflow(name)
-        except UnknownWorkflowError:
-            raise
+        cls = require_workflow(name)
         start = cls.make_start_event(start_event, **kwargs)
         deadline = now() + timeout if timeout else None
         run_id, _ = _guard(

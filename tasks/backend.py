@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from tasks.runtime import Runtime
+from workflows._engine import core
 from workflows._engine.inprocess import run_child_inline
 from workflows._engine.runtime import MISSING, Invocation
 from workflows.codec import decode_event, dumps, encode_event, to_jsonable
@@ -102,7 +103,7 @@ class RedisBackend:
         inv.journal[call_id] = entry
         if entry["ok"] is None:
             return None
-        return arrange([decode_event(e) for e in entry["ok"]], expected)
+        return core.arrange([decode_event(e) for e in entry["ok"]], expected)
 
     async def store_get(self, key: str) -> Any:
         raw = self.rt.redis.hget(self.rt.keys.store(self.run_id), key)
@@ -113,11 +114,3 @@ class RedisBackend:
 
     async def store_delete(self, key: str) -> None:
         self.rt.redis.hdel(self.rt.keys.store(self.run_id), key)
-
-
-def arrange(taken: list[Event], expected: list[str]) -> list[Event]:
-    """Order collected events as ``expected`` lists their types (oldest first per type)."""
-    by_tag: dict[str, list[Event]] = {}
-    for event in taken:
-        by_tag.setdefault(type(event).type_tag, []).append(event)
-    return [by_tag[tag].pop(0) for tag in expected]

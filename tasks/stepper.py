@@ -298,7 +298,3 @@ class StepTask:
         pipe.execute()
         if failure is not None:
             runs.fail_run(self.rt, self.run_id, failure, parent=parent)
-
-
-def encode_payload(event: Event | list[Event]) -> Any:
-    return [encode_event(e) for e in event] if isinstance(event, list) else encode_event(event)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from workflows._engine.core import arrange
 from workflows._engine.executor import branch_path
 from workflows._engine.runtime import MISSING, Invocation, StepBackend
 from workflows.codec import decode_event, to_jsonable
@@ -125,7 +126,7 @@ class Context:
             return got
         if entry.get("ok") is None:
             return None
-        return [decode_event(e) for e in entry["ok"]]
+        return arrange([decode_event(e) for e in entry["ok"]], _tags(expected)[0])
 
     async def call_tool(self, name: str, /, **kwargs: Any) -> Any:
         """Call a registered tool; its failure raises ToolError (type, message, attempts)."""

@@ -132,8 +132,7 @@ class ToolError(RunError):
         self.retryable = bool(details.get("retryable", True))
 
     def to_info(self, attempts: int | None = None) -> ErrorInfo:
-        info = super().to_info(attempts or self.attempts)
-        return info
+        return super().to_info(attempts or self.attempts)
 
 
 class ToolTimeout(ToolError):

@@ -183,6 +183,15 @@ def collect_match(buffer: Sequence[str], expected: Sequence[str]) -> list[int] |
     return chosen
 
 
+def arrange(taken: list[Event], expected: Sequence[str]) -> list[Event]:
+    """Order collected events as ``expected`` lists their types (oldest first per type), so a
+    fan-in answer reads the same whether it was just decided or replayed from the journal."""
+    by_tag: dict[str, list[Event]] = {}
+    for event in taken:
+        by_tag.setdefault(type(event).type_tag, []).append(event)
+    return [by_tag[tag].pop(0) for tag in expected]
+
+
 def _handles(handler: StepSpec, failed_step: str) -> bool:
     only = getattr(handler.fn, "__baton_catch__", None)
     return only is None or failed_step in only
