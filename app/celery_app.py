@@ -1,6 +1,6 @@
 """The Celery app factory: settings in, a configured app with every Baton task out.
 
-Baseline from CELERY_NOTES.md: JSON only, late acks, requeue on a lost worker bounded by
+Baseline settings: JSON only, late acks, requeue on a lost worker bounded by
 Baton's own delivery counter, prefetch 1, visibility timeout above every time limit, task
 events on for Flower, no result backend (Baton keeps run results itself).
 """
@@ -8,8 +8,6 @@ events on for Flower, no result backend (Baton keeps run results itself).
 from __future__ import annotations
 
 import importlib
-import logging
-from typing import Any
 
 from celery import Celery
 
@@ -18,11 +16,9 @@ from tasks.registry import register_tasks
 from tasks.runtime import Runtime
 from workflows.errors import ConfigurationError
 
-log = logging.getLogger("baton.worker")
-
 
 def celery_config(settings: Settings) -> dict[str, object]:
-    url = settings.redis_url or "redis://localhost:6379/0"
+    url = settings.store_url
     transport = {
         "visibility_timeout": settings.visibility_timeout,
         "global_keyprefix": f"{settings.key_prefix}:q:",
@@ -60,36 +56,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
     }
 
 
-def guard_unacked_restore() -> None:
-    """Keep a worker alive when Redis dies under it (a kombu 5.7 bug, seen in our restart test).
-
-    On a lost connection the consumer closes its channel; kombu first drops the channel's
-    connection pools, then tries to push the channel's unacked messages back through a pool it
-    can no longer build (``AttributeError: 'NoneType' object has no attribute 'hostname'``),
-    and Celery treats that as unrecoverable: the worker process exits. Skipping that restore is
-    safe: those messages are still in kombu's unacked hash in Redis, and the visibility sweep
-    (every 2 s, see ``celery_config``) brings them back once their visibility timeout passes.
-    """
-    from kombu.transport import redis as kombu_redis
-
-    original = kombu_redis.QoS.restore_unacked
-    if getattr(original, "baton_guarded", False):
-        return
-
-    def restore_unacked(self: Any, client: Any = None) -> Any:
-        try:
-            return original(self, client)
-        except Exception:
-            log.warning("could not restore unacked messages now; the visibility sweep will")
-            self._delivered.clear()
-            return None
-
-    restore_unacked.baton_guarded = True  # type: ignore[attr-defined]
-    kombu_redis.QoS.restore_unacked = restore_unacked  # type: ignore[method-assign]
-
-
 def create_app(settings: Settings) -> tuple[Celery, Runtime]:
-    """Import the configured workflow modules and build the app with their tasks."""
+    """Import the configured workflow modules and build the app with their tasks.
+
+    Installs no worker hooks: a worker process also calls ``tasks.worker.install_worker``."""
     for module in settings.imports:
         try:
             importlib.import_module(module)
@@ -97,7 +67,6 @@ def create_app(settings: Settings) -> tuple[Celery, Runtime]:
             raise ConfigurationError(
                 f"BATON_IMPORTS names {module!r}, which cannot be imported: {exc}"
             ) from exc
-    guard_unacked_restore()
     app = Celery("baton")
     app.conf.update(celery_config(settings))
     rt = Runtime(settings, app)

@@ -1,13 +1,13 @@
 """Submit runs and follow them: ``Client`` (sync) and ``AsyncClient``.
 
 Clients read Baton's own run hash and event stream (never Celery's result backend, which
-hangs after a Redis restart). Bad input is rejected before anything is written.
+hangs after a Redis restart), through ``tasks.queries``: a Redis that is down or silent is a
+``StoreUnavailableError``. Bad input is rejected before anything is written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,27 +15,32 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import redis
-
 from app.celery_app import create_app
 from config import Settings, get_settings
-from tasks import runs
+from tasks import inbox, queries, runs
+from tasks.protocol import (
+    END_KINDS,
+    EVENT_KINDS,
+    USER_KINDS,
+    LogEntry,
+    LogKind,
+    RunRecord,
+    RunStatus,
+)
+from tasks.queries import guarded
 from tasks.runtime import Runtime, now
-from workflows._engine import core
-from workflows.codec import decode_event, dumps, encode_event, loads
+from workflows.codec import decode_event, loads
 from workflows.errors import (
     BatonError,
     ErrorInfo,
-    InvalidInputError,
-    StoreUnavailableError,
+    RunError,
     WorkflowTimeoutError,
     error_from_info,
 )
 from workflows.events import Event, StartEvent
 from workflows.workflow import Workflow, require_workflow
 
-USER_KINDS = ("stream", "input", "stop")
-END_KINDS = ("stop", "failed", "cancelled")
+LIVE_KINDS = (*USER_KINDS, LogKind.FAILED, LogKind.CANCELLED)  # what stream_events watches
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,19 @@ class RunInfo:
     parent: str | None
     error: ErrorInfo | None
 
+    @classmethod
+    def of(cls, record: RunRecord) -> RunInfo:
+        """The user-facing view of the store's record (status as text, parent as a run id)."""
+        return cls(
+            record.run_id,
+            record.workflow,
+            record.status.value,
+            record.created,
+            record.updated,
+            record.parent_run,
+            record.error,
+        )
+
 
 class RunHandle:
     """A submitted run: status, result, events, answers, cancel."""
@@ -63,20 +81,7 @@ class RunHandle:
         return self.client.runtime
 
     def info(self) -> RunInfo:
-        raw = _guard(lambda: self._rt.redis.hgetall(self._rt.keys.run(self.run_id)))
-        if not raw:
-            raise InvalidInputError(f"no run {self.run_id!r} (never submitted, or expired)")
-        error = ErrorInfo.model_validate_json(raw["error"]) if raw.get("error") else None
-        parent = json.loads(raw["parent"])["run"] if raw.get("parent") else None
-        return RunInfo(
-            self.run_id,
-            raw["workflow"],
-            raw["status"],
-            float(raw["created"]),
-            float(raw["updated"]),
-            parent,
-            error,
-        )
+        return RunInfo.of(queries.require_run(self._rt, self.run_id))
 
     def status(self) -> str:
         return self.info().status
@@ -88,78 +93,48 @@ class RunHandle:
             break
         else:
             raise WorkflowTimeoutError(f"run {self.run_id} did not finish within {timeout}s")
-        raw = self._rt.redis.hmget(self._rt.keys.run(self.run_id), ["status", "result", "error"])
-        status, result, error = raw
-        if status == "completed":
-            value = json.loads(result)
-            return _maybe_event(value)
-        raise error_from_info(ErrorInfo.model_validate_json(error))
+        return _outcome(queries.require_run(self._rt, self.run_id))
 
     def events(self) -> list[Event]:
         """Every event of the run so far (start, emitted, sent, streamed, stop)."""
-        entries = self._rt.redis.xrange(self._rt.keys.events(self.run_id))
         return [
-            decode_event(loads(f["e"]))
-            for _, f in entries
-            if f["k"] in ("event", "stream", "input", "stop") and "r" not in f
+            decode_event(e.data)
+            for e in queries.log_entries(self._rt, self.run_id)
+            if e.kind in EVENT_KINDS and e.run is None
         ]
 
     def timeline(self) -> list[dict[str, Any]]:
         """Every stream entry, including retries and the final status, with timestamps."""
-        entries = self._rt.redis.xrange(self._rt.keys.events(self.run_id))
         return [
-            {"id": i, "ms": int(i.split("-")[0]), "kind": f["k"], "data": loads(f["e"])}
-            for i, f in entries
+            {"id": e.id, "ms": e.ms, "kind": e.kind.value, "data": e.data}
+            for e in queries.log_entries(self._rt, self.run_id)
         ]
 
     def stream_events(self, timeout: float | None = 60.0) -> Iterator[Event]:
         """Live: streamed events, input requests and the StopEvent, as they are written."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for kind, data in self._entries(deadline, kinds=(*USER_KINDS, "failed", "cancelled")):
-            if kind in USER_KINDS:
-                yield decode_event(data)
-            if kind in END_KINDS:
+        for entry in self._entries(deadline, kinds=LIVE_KINDS):
+            if entry.kind in USER_KINDS:
+                yield decode_event(entry.data)
+            if entry.kind in END_KINDS:
                 return
 
-    def _entries(self, deadline: float | None, kinds: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
-        key, last = self._rt.keys.events(self.run_id), "0-0"
+    def _entries(self, deadline: float | None, kinds: tuple[LogKind, ...]) -> Iterator[LogEntry]:
+        last = "0-0"
         while deadline is None or time.monotonic() < deadline:
             left = 1000 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
-            got = _guard(partial(self._rt.redis.xread, {key: last}, block=min(left, 1000)))
-            for _, entries in got or []:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    if fields["k"] in kinds:
-                        yield fields["k"], loads(fields["e"])
+            for entry in queries.follow_log(self._rt, self.run_id, last, block_ms=min(left, 1000)):
+                last = entry.id
+                if entry.kind in kinds:
+                    yield entry
 
     def send_event(self, event: Event, step: str | None = None) -> None:
         """Answer a step waiting for this event (in this run or a child), else route it."""
-        rt, k = self._rt, self._rt.keys
-        envelope = encode_event(event)
-        dumps(envelope, rt.settings.max_payload_bytes)
-        for field, raw in rt.redis.hgetall(k.waiters(self.run_id)).items():
-            waiter = json.loads(raw)
-            if waiter["tag"] != type(event).type_tag or not _meets(event, waiter["requirements"]):
-                continue
-            if rt.redis.hdel(k.waiters(self.run_id), field) == 1:
-                rt.redis.xadd(k.events(waiter["run"]), {"k": "event", "e": dumps(envelope)})
-                runs.answer_call(rt, waiter, {"event": envelope})
-                return
-        info = self.info()
-        if info.status != "running":
-            raise InvalidInputError(f"run {self.run_id} is {info.status}; it takes no events")
-        spec = require_workflow(info.workflow).spec
-        deliveries = core.route(spec, f"ext-{uuid.uuid4().hex}", [(event, step)], batch=False)
-        if not deliveries:
-            raise InvalidInputError(
-                f"no step of {info.workflow} accepts {type(event).__name__} and none waits for it"
-            )
-        rt.redis.xadd(k.events(self.run_id), {"k": "event", "e": dumps(envelope)})
-        rt.send(runs.delivery_messages(rt, info.workflow, self.run_id, deliveries))
+        inbox.send_event(self._rt, self.run_id, event, step)
 
     def cancel(self) -> bool:
         """Stop the run: no further step starts, queued tasks are revoked; True if it was live."""
-        return runs.cancel_run(self._rt, self.run_id)
+        return guarded(lambda: runs.cancel_run(self._rt, self.run_id))
 
 
 class Client:
@@ -185,7 +160,7 @@ class Client:
         cls = require_workflow(name)
         start = cls.make_start_event(start_event, **kwargs)
         deadline = now() + timeout if timeout else None
-        run_id, _ = _guard(
+        run_id, _ = guarded(
             lambda: runs.create_run(
                 self.runtime,
                 name,
@@ -202,18 +177,7 @@ class Client:
 
     def runs(self, status: str | None = None, limit: int = 100) -> list[RunInfo]:
         """Most recent runs first, optionally only those with ``status``."""
-        rt = self.runtime
-        ids = rt.redis.zrevrange(rt.keys.runs(), 0, max(limit * 10, 1000))
-        pipe = rt.redis.pipeline(transaction=False)
-        for run_id in ids:
-            pipe.hget(rt.keys.run(run_id), "status")
-        out = []
-        for run_id, st in zip(ids, pipe.execute(), strict=True):
-            if st is not None and (status is None or st == status):
-                out.append(RunHandle(self, run_id).info())
-                if len(out) >= limit:
-                    break
-        return out
+        return [RunInfo.of(r) for r in queries.recent_runs(self.runtime, status, limit)]
 
 
 class AsyncClient:
@@ -257,8 +221,13 @@ class AsyncClient:
             yield event
 
 
-def _meets(event: Event, requirements: dict[str, Any]) -> bool:
-    return all(getattr(event, k, None) == v for k, v in requirements.items())
+def _outcome(record: RunRecord) -> Any:
+    """A finished run's result, or its error raised."""
+    if record.status is RunStatus.COMPLETED and record.result is not None:
+        return _maybe_event(loads(record.result))
+    if record.error is not None:
+        raise error_from_info(record.error)
+    raise RunError(f"run {record.run_id} is {record.status.value} with no result or error")
 
 
 def _maybe_event(value: Any) -> Any:
@@ -268,10 +237,3 @@ def _maybe_event(value: Any) -> Any:
         except BatonError:
             return value
     return value
-
-
-def _guard(fn: Any) -> Any:
-    try:
-        return fn()
-    except redis.ConnectionError as exc:
-        raise StoreUnavailableError(f"Redis is unreachable: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Prometheus metrics in the text exposition format (0.0.4), read straight from Redis.
+"""Prometheus metrics in the text exposition format (0.0.4), read from the store by queries.
 
 Flower's ``/metrics`` has no queue depth and no per-queue series (flower#1294), so Baton
 exports its own: messages waiting per queue, unacknowledged messages, runs by status among
@@ -9,17 +9,17 @@ serves them on ``BATON_METRICS_PORT``.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import redis
-
+from tasks import queries
+from tasks.protocol import RunStatus
 from tasks.runtime import Runtime
+from workflows.errors import StoreUnavailableError
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STATUSES = ("running", "completed", "failed", "cancelled")
+STATUSES = tuple(s.value for s in RunStatus)
 DEFAULT_SAMPLE = 1000
 
 
@@ -50,7 +50,7 @@ def collect(rt: Runtime, sample: int = DEFAULT_SAMPLE) -> list[Gauge]:
     up = Gauge("baton_store_up", "1 if Redis answered this scrape, else 0.")
     try:
         gauges = _read(rt, sample)
-    except redis.RedisError:
+    except StoreUnavailableError:
         up.samples.append(({}, 0))
         return [up]
     up.samples.append(({}, 1))
@@ -63,47 +63,35 @@ def exposition(rt: Runtime, sample: int = DEFAULT_SAMPLE) -> str:
 
 
 def _read(rt: Runtime, sample: int) -> list[Gauge]:
-    r, k, prefix = rt.redis, rt.keys, rt.settings.key_prefix
-    names = queues(rt)
-    pipe = r.pipeline(transaction=False)
-    for q in names:
-        pipe.llen(f"{prefix}:q:{q}")
-    pipe.hlen(f"{prefix}:q:unacked")
-    pipe.llen(k.dead_letters())
-    pipe.zcard(k.runs())
-    *depths, unacked, dead, indexed = pipe.execute()
+    counts = queries.store_counts(rt, queues(rt))
     depth = Gauge(
         "baton_queue_depth",
         "Messages waiting in a queue (not yet taken by a worker).",
-        [({"queue": q}, float(n)) for q, n in zip(names, depths, strict=True)],
+        [({"queue": q}, float(n)) for q, n in counts.queue_depths.items()],
     )
     return [
         depth,
         Gauge(
             "baton_unacked_messages",
             "Messages taken by a worker and not yet acknowledged.",
-            [({}, float(unacked))],
+            [({}, float(counts.unacked))],
         ),
         _runs_by_status(rt, sample),
         Gauge(
             "baton_runs_indexed",
             "Run ids in the runs index (expired runs included).",
-            [({}, float(indexed))],
+            [({}, float(counts.runs_indexed))],
         ),
         Gauge(
             "baton_dead_letters",
             "Rejected messages kept in the dead-letter list.",
-            [({}, float(dead))],
+            [({}, float(counts.dead_letters))],
         ),
     ]
 
 
 def _runs_by_status(rt: Runtime, sample: int) -> Gauge:
-    ids = rt.redis.zrevrange(rt.keys.runs(), 0, max(sample, 1) - 1)
-    pipe = rt.redis.pipeline(transaction=False)
-    for run_id in ids:
-        pipe.hget(rt.keys.run(str(run_id)), "status")
-    counts = Counter(str(s) for s in pipe.execute() if s is not None) if ids else Counter()
+    counts = queries.status_counts(rt, sample)
     statuses = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
     return Gauge(
         "baton_runs",

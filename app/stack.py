@@ -30,11 +30,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import redis
 from pydantic import SecretStr
 
 from config import QueueSpec, Settings, load_topology
-from workflows.errors import ConfigurationError
+from tasks import queries
+from workflows.errors import ConfigurationError, StoreUnavailableError
 
 CELERY_APP = "app.worker:celery_app"
 DEFAULT_FLOWER_PASSWORD = "change-me"
@@ -260,9 +260,9 @@ class LocalStack:
 
     def _check_redis(self, url: str) -> None:
         try:
-            _ping(url)
-        except redis.RedisError as exc:
-            raise StackError(f"BATON_REDIS_URL is set but Redis does not answer: {exc}") from exc
+            queries.ping(url)
+        except StoreUnavailableError as exc:
+            raise StackError(f"BATON_REDIS_URL is set but {exc.message}") from exc
 
     def _start_workers(self) -> None:
         procs = [
@@ -316,11 +316,8 @@ def _worker_ready(proc: Proc) -> bool:
 
 
 def _ping(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
-    try:
-        return bool(client.ping())
-    finally:
-        client.close()
+    queries.ping(url)
+    return True
 
 
 def _http_ok(url: str) -> bool:
@@ -340,7 +337,7 @@ def _wait(check: Callable[[], Any], timeout: float, proc: Proc) -> None:
         try:
             if check():
                 return
-        except (OSError, redis.RedisError, urllib.error.URLError):
+        except (OSError, StoreUnavailableError, urllib.error.URLError):
             pass  # not up yet
         if time.monotonic() > deadline:
             raise StackError(

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
 class Settings(BaseSettings):
@@ -62,6 +63,11 @@ class Settings(BaseSettings):
                 f"({self.max_time_limit}), or running tasks would be delivered twice"
             )
         return self
+
+    @property
+    def store_url(self) -> str:
+        """The Redis in use: ``redis_url``, else one on localhost's default port."""
+        return self.redis_url or DEFAULT_REDIS_URL
 
     @property
     def visibility_timeout(self) -> int:

@@ -12,11 +12,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from workflows.errors import TopologyError
+
 Pool = Literal["prefork", "threads", "solo"]
-
-
-class TopologyError(ValueError):
-    """The topology file is missing, not YAML, or describes an inconsistent topology."""
 
 
 class QueueSpec(BaseModel):
@@ -48,13 +46,6 @@ class Topology(BaseModel):
     def queue_for(self, key: str, declared: str | None, fallback: str | None = None) -> str:
         """Config override, else the queue declared in code, else the fallback or default."""
         return self.routes.get(key) or declared or fallback or self.default_queue
-
-    def with_queue(self, name: str) -> Topology:
-        """A copy that also declares ``name`` (a queue used in code but not in the file)."""
-        if name in self.queues:
-            return self
-        queues = {**self.queues, name: QueueSpec()}
-        return self.model_copy(update={"queues": queues})
 
 
 def load_topology(path: Path) -> Topology:

@@ -2,6 +2,7 @@
 
 Calls to distributed tools, distributed child workflows and external events are parked: the
 step is suspended and these become messages. In-process tools and children run right here.
+The in-process twin is ``workflows._engine.memory.MemoryBackend``.
 """
 
 from __future__ import annotations
@@ -11,49 +12,36 @@ from typing import Any
 
 from tasks.runtime import Runtime
 from workflows._engine import core
+from workflows._engine.backend import MISSING, Invocation, call_tool_inline
 from workflows._engine.inprocess import run_child_inline
-from workflows._engine.runtime import MISSING, Invocation
+from workflows._engine.records import ChildCall, Effect, JournalEntry, ToolCall, WaitCall
 from workflows.codec import decode_event, dumps, encode_event, to_jsonable
-from workflows.errors import ToolError
 from workflows.events import Event
 from workflows.step import Mode
 from workflows.tools import ToolSpec
 
 
 class RedisBackend:
-    """StepBackend for one step invocation in a worker."""
+    """StepBackend for one step invocation in a worker; ``effects`` are applied by the hop."""
 
     def __init__(self, rt: Runtime, run_id: str, root: str) -> None:
         self.rt = rt
         self.run_id = run_id
         self.root = root
-        self.effects: list[tuple[str, str, Event, str | None]] = []
+        self.effects: list[Effect] = []
 
     async def call_tool(
         self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
     ) -> Any:
-        if self.rt.tool_mode(spec) == "inprocess":
-            try:
-                value = await spec.invoke(args, call_id)
-            except ToolError as exc:
-                inv.journal[call_id] = {"error": exc.to_info(exc.attempts).model_dump()}
-                raise
-            inv.journal[call_id] = {"ok": value}
-            return value
-        call = {"kind": "tool", "call_id": call_id, "tool": spec.name, "args": to_jsonable(args)}
-        return await inv.parking.park(call)
+        if self.rt.placement.tool_mode(spec) == "inprocess":
+            return await call_tool_inline(inv, call_id, spec, args)
+        return await inv.parking.park(ToolCall(call_id, spec.name, to_jsonable(args)))
 
     async def run_child(
         self, inv: Invocation, call_id: str, workflow: str, start: Event, mode: Mode | None
     ) -> Any:
-        if self.rt.child_mode(workflow, mode) == "distributed":
-            call = {
-                "kind": "child",
-                "call_id": call_id,
-                "workflow": workflow,
-                "start": encode_event(start),
-            }
-            return await inv.parking.park(call)
+        if self.rt.placement.child_mode(workflow, mode) == "distributed":
+            return await inv.parking.park(ChildCall(call_id, workflow, encode_event(start)))
         return await run_child_inline(inv, call_id, workflow, start, self.run_id, answerable=False)
 
     async def wait_event(
@@ -64,22 +52,18 @@ class RedisBackend:
         waiter_event: Event | None,
         requirements: dict[str, Any],
     ) -> Event:
-        call = {
-            "kind": "wait",
-            "call_id": call_id,
-            "tag": event_type.type_tag,
-            "requirements": to_jsonable(requirements),
-            "waiter": encode_event(waiter_event) if waiter_event is not None else None,
-        }
+        waiter = encode_event(waiter_event) if waiter_event is not None else None
+        call = WaitCall(call_id, event_type.type_tag, to_jsonable(requirements), waiter)
         result: Event = await inv.parking.park(call)
         return result
 
-    def effect(self, inv: Invocation, pos: str, kind: str, event: Event, step: str | None) -> None:
-        self.effects.append((pos, kind, event, step))
+    def effect(self, inv: Invocation, effect: Effect) -> None:
+        self.effects.append(effect)
 
     def collect(
         self, inv: Invocation, call_id: str, buffer_id: str, event: Event, expected: list[str]
     ) -> list[Event] | None:
+        """The COLLECT script decides (see ``tasks.scripts``) and journals the answer."""
         k = self.rt.keys
         counts: dict[str, int] = {}
         for tag in expected:
@@ -99,11 +83,10 @@ class RedisBackend:
                 *pairs,
             ],
         )
-        entry = json.loads(answer)
-        inv.journal[call_id] = entry
-        if entry["ok"] is None:
+        entry = inv.journal[call_id] = JournalEntry.from_json(answer)
+        if entry.value is None:
             return None
-        return core.arrange([decode_event(e) for e in entry["ok"]], expected)
+        return core.arrange([decode_event(e) for e in entry.value], expected)
 
     async def store_get(self, key: str) -> Any:
         raw = self.rt.redis.hget(self.rt.keys.store(self.run_id), key)

@@ -2,56 +2,48 @@
 
 Celery acks a message it cannot decode (non-JSON, pickle refused), rejects unknown or invalid
 tasks, and Redis has no dead-letter exchange; Baton keeps each such message, with the reason,
-in ``{prefix}:dead`` so nothing vanishes unseen.
+in ``{prefix}:dead`` (a :class:`DeadLetter` each) so nothing vanishes unseen.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from celery import signals
 from celery.worker.consumer import Consumer
 
+from tasks.protocol import DeadLetter
 from tasks.runtime import Runtime
 
-_runtime: Runtime | None = None
+MAX_BODY = 10_000
 
 
-def keep(reason: str, message: Any, rt: Runtime | None = None) -> None:
+def keep(rt: Runtime, reason: str, message: Any) -> None:
     """Push a rejected message (or payload) onto the dead-letter list."""
-    rt = rt or _runtime
-    if rt is None:
-        return
     body = getattr(message, "body", message)
     text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
-    entry = {
-        "reason": reason,
-        "headers": dict(getattr(message, "headers", None) or {}),
-        "body": text[:10_000],
-    }
-    rt.redis.lpush(rt.keys.dead_letters(), json.dumps(entry, default=str))
-
-
-class DeadLetterConsumer(Consumer):
-    """Celery's consumer, but an undecodable message is kept before it is acked."""
-
-    def on_decode_error(self, message: Any, exc: Exception) -> None:
-        keep(f"undecodable: {exc!r}", message)
-        super().on_decode_error(message, exc)
+    headers = dict(getattr(message, "headers", None) or {})
+    entry = DeadLetter(reason, headers, text[:MAX_BODY])
+    rt.redis.lpush(rt.keys.dead_letters(), entry.to_json())
 
 
 def install(rt: Runtime) -> None:
-    """Route rejected, unknown and undecodable messages of this process to the list."""
-    global _runtime
-    _runtime = rt
-    rt.app.conf.worker_consumer = "tasks.deadletters:DeadLetterConsumer"
+    """Route this worker's rejected, unknown and undecodable messages to the list."""
+
+    class DeadLetterConsumer(Consumer):
+        """Celery's consumer, but an undecodable message is kept before it is acked."""
+
+        def on_decode_error(self, message: Any, exc: Exception) -> None:
+            keep(rt, f"undecodable: {exc!r}", message)
+            super().on_decode_error(message, exc)
+
+    rt.app.conf.worker_consumer = DeadLetterConsumer
 
     def on_rejected(message: Any = None, exc: Any = None, **_: Any) -> None:
-        keep(f"rejected: {exc!r}", message)
+        keep(rt, f"rejected: {exc!r}", message)
 
     def on_unknown(name: str = "", message: Any = None, exc: Any = None, **_: Any) -> None:
-        keep(f"unknown task {name!r}", message)
+        keep(rt, f"unknown task {name!r}", message)
 
     signals.task_rejected.connect(on_rejected, weak=False)
     signals.task_unknown.connect(on_unknown, weak=False)

@@ -81,6 +81,18 @@ class Keys:
         """List: messages that were rejected (undecodable, unknown task, invalid)."""
         return f"{self.prefix}:dead"
 
+    def broker_prefix(self) -> str:
+        """kombu's ``global_keyprefix``: every broker key (queue lists, unacked hash) under it."""
+        return f"{self.prefix}:q:"
+
+    def queue(self, name: str) -> str:
+        """List: a Celery queue's waiting messages (kombu's Redis transport)."""
+        return f"{self.broker_prefix()}{name}"
+
+    def unacked(self) -> str:
+        """Hash: messages taken by a worker and not yet acknowledged (kombu's)."""
+        return f"{self.broker_prefix()}unacked"
+
     def run_keys(self, run_id: str) -> list[str]:
         """The fixed per-run keys (expired together on completion)."""
         return [

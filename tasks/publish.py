@@ -12,12 +12,11 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery import Celery
 
-if TYPE_CHECKING:
-    from tasks.runtime import Message
+from tasks.protocol import Message
 
 
 class Publisher:
@@ -33,7 +32,7 @@ class Publisher:
         tm = self.app.amqp.as_task_v2(
             m.task_id,
             m.name,
-            args=tuple(m.args),
+            args=tuple(m.args.wire()),
             kwargs={},
             countdown=m.countdown,
             time_limit=m.time_limit,  # type: ignore[arg-type]  # Celery takes float seconds
@@ -42,7 +41,7 @@ class Publisher:
             origin=self.origin,
             # what Flower shows as the arguments; Celery's own saferepr of them costs more
             # than the rest of the framing
-            argsrepr=json.dumps(m.args, separators=(",", ":"))[:256],
+            argsrepr=json.dumps(m.args.wire(), separators=(",", ":"))[:256],
             kwargsrepr="{}",
         )
         body = json.dumps(tm.body, separators=(",", ":")).encode()

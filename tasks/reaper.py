@@ -10,14 +10,15 @@ that already ran finds its journal entry or done marker and does nothing twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
 
 from celery import signals
 
-from tasks.runtime import Message, Runtime, now
+from tasks import runs
+from tasks.protocol import InflightRecord, Message, RunStatus
+from tasks.runtime import Runtime, now
 
 log = logging.getLogger("baton.reaper")
 
@@ -28,16 +29,18 @@ def sweep(rt: Runtime, lost_after: float) -> int:
     cutoff = now() - lost_after
     resent = 0
     for run_id in r.smembers(k.live()):
-        if r.hget(k.run(run_id), "status") != "running":
+        status, deadline = r.hmget(k.run(run_id), ["status", "deadline"])
+        if status != RunStatus.RUNNING:
             r.srem(k.live(), run_id)
             continue
-        if _past_deadline(rt, run_id):
+        if deadline and now() > float(deadline):
+            runs.fail_past_deadline(rt, run_id)
             continue
         overdue: list[tuple[float, Message]] = []
         for raw in r.hvals(k.inflight(run_id)):
-            due, message = json.loads(raw)
-            if due < cutoff:
-                overdue.append((due, Message.from_json(message)))
+            record = InflightRecord.from_json(raw)
+            if record.due < cutoff:
+                overdue.append((record.due, record.message))
         ids = [m.task_id for _, m in overdue]
         started = r.hmget(k.deliveries(run_id), ids) if ids else []
         stale = [
@@ -54,20 +57,6 @@ def _lost(due: float, m: Message, started: str | None, cutoff: float) -> bool:
     """Never reached a task; or started, yet past any time it could still be running (a task
     that died on an unexpected error is acked by Celery and never comes back)."""
     return started is None or due + (m.time_limit or 0.0) < cutoff
-
-
-def _past_deadline(rt: Runtime, run_id: str) -> bool:
-    """Fail a run past its deadline (one parked on a wait would never notice by itself)."""
-    from tasks.runs import cancel_children, fail_run
-    from workflows.errors import WorkflowTimeoutError
-
-    deadline = rt.redis.hget(rt.keys.run(run_id), "deadline")
-    if not deadline or now() <= float(deadline):
-        return False
-    error = WorkflowTimeoutError(f"run {run_id} ran past its deadline")
-    fail_run(rt, run_id, error.to_info())
-    cancel_children(rt, run_id)
-    return True
 
 
 class Reaper(threading.Thread):

@@ -1,20 +1,22 @@
 """Registers every workflow step and every tool as a named Celery task on its queue.
 
-Task names are readable in Flower: ``Research.score``, ``tool.sentiment``.
+Task names are readable in Flower: ``Research.score``, ``tool.sentiment``. Registering installs
+nothing else: what only a worker needs (dead letters, the reaper) is ``tasks.worker``'s.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
 
-from tasks import deadletters, reaper, runs
+from tasks import deadletters, runs
+from tasks.placement import step_task_name, tool_task_name
+from tasks.protocol import StepArgs, ToolArgs, compact
 from tasks.runtime import Runtime
-from tasks.stepper import StepTask
-from tasks.tooltask import run_tool
+from tasks.step_task import StepTask
+from tasks.tool_task import run_tool
 from workflows.errors import PayloadError
 from workflows.tools import all_tools
 from workflows.workflow import all_workflows
@@ -33,20 +35,18 @@ def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
     routes: dict[str, str] = {}
     for wf in all_workflows().values():
         for step_name in wf.spec.steps:
-            name = f"{wf.name}.{step_name}"
+            name = step_task_name(wf.name, step_name)
             _register(app, name, _step_task(rt, wf.name, step_name))
-            routes[name] = rt.step_queue(wf, step_name)
+            routes[name] = rt.placement.step_queue(wf, step_name)
     for spec in all_tools().values():
-        name = f"tool.{spec.name}"
+        name = tool_task_name(spec.name)
         _register(app, name, _tool_task(rt, spec.name))
-        routes[name] = rt.tool_queue(spec)
+        routes[name] = rt.placement.tool_queue(spec)
     app.conf.task_routes = {name: {"queue": queue} for name, queue in routes.items()}
     queues = sorted({*rt.topology.queues, *routes.values()})
     # One direct exchange per queue, named like it, on both sides: routing never depends on
     # which default exchange a producer or a worker happened to assume.
     app.conf.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in queues]
-    deadletters.install(rt)
-    reaper.install(rt)
     return routes
 
 
@@ -56,10 +56,11 @@ def _register(app: Celery, name: str, fn: Any) -> None:
 
 def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
     def run(task: Any, run_id: str, inv_id: str, payload: Any, attempt: int) -> None:
+        args = StepArgs(run_id, inv_id, payload, attempt)
         try:
-            StepTask(rt, workflow, step, run_id, inv_id, payload, attempt, task.request.id).run()
+            StepTask(rt, workflow, step, args, task.request.id).run()
         except PayloadError as exc:  # a poison message: fail its run, keep the message
-            deadletters.keep(f"{workflow}.{step}: {exc}", json.dumps(payload), rt)
+            deadletters.keep(rt, f"{step_task_name(workflow, step)}: {exc}", compact(payload))
             runs.fail_run(rt, run_id, exc.to_info())
 
     run.__name__ = f"{workflow}__{step}"
@@ -68,9 +69,9 @@ def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
 
 def _tool_task(rt: Runtime, tool: str) -> Any:
     def run(
-        task: Any, run_id: str, inv: str, call_id: str, args: dict[str, Any], attempt: int
+        task: Any, run_id: str, inv_id: str, call_id: str, args: dict[str, Any], attempt: int
     ) -> None:
-        run_tool(rt, tool, run_id, inv, call_id, args, attempt, task.request.id)
+        run_tool(rt, tool, ToolArgs(run_id, inv_id, call_id, args, attempt), task.request.id)
 
     run.__name__ = f"tool__{tool}"
     return run

@@ -1,21 +1,30 @@
 """Run-level operations on Redis: create, finish, fail, cancel, answer a suspended call.
 
-Shared by step tasks, tool tasks and the client, so a run changes state one way only.
+Shared by step tasks, tool tasks, the reaper and the client, so a run changes state one way only.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from tasks.runtime import Message, Runtime, now
+from tasks.protocol import (
+    CallAddress,
+    LogKind,
+    Message,
+    RunRecord,
+    RunStatus,
+    StepArgs,
+    log_fields,
+)
+from tasks.runtime import Runtime, now
 from workflows._engine import core
+from workflows._engine.records import JournalEntry
 from workflows.codec import dumps, encode_event
-from workflows.errors import ErrorInfo
+from workflows.errors import ErrorInfo, RunCancelledError, WorkflowTimeoutError
 from workflows.events import Event
 from workflows.workflow import require_workflow
-
-FINAL = ("completed", "failed", "cancelled")
 
 
 def start_messages(rt: Runtime, workflow: str, run_id: str, start: Event) -> list[Message]:
@@ -26,10 +35,7 @@ def start_messages(rt: Runtime, workflow: str, run_id: str, start: Event) -> lis
 
 
 def delivery_messages(
-    rt: Runtime,
-    workflow: str,
-    run_id: str,
-    deliveries: list[core.Delivery] | tuple[core.Delivery, ...],
+    rt: Runtime, workflow: str, run_id: str, deliveries: Sequence[core.Delivery]
 ) -> list[Message]:
     out = []
     for d in deliveries:
@@ -38,7 +44,8 @@ def delivery_messages(
             if isinstance(d.event, list)
             else encode_event(d.event)
         )
-        out.append(rt.step_message(workflow, d.step, [run_id, d.invocation_id, payload, 1]))
+        args = StepArgs(run_id, d.invocation_id, payload)
+        out.append(rt.placement.step_message(workflow, d.step, args))
     return out
 
 
@@ -48,7 +55,7 @@ def create_run(
     run_id: str,
     start: Event,
     *,
-    parent: dict[str, Any] | None = None,
+    parent: CallAddress | None = None,
     root: str | None = None,
     deadline: float | None = None,
     idempotency_key: str | None = None,
@@ -70,24 +77,17 @@ def create_run(
             return str(existing), False
     messages = start_messages(rt, workflow, run_id, start)
     ts = now()
-    fields: dict[str, Any] = {
-        "workflow": workflow,
-        "status": "running",
-        "input": envelope,
-        "created": ts,
-        "updated": ts,
-        "root": root or run_id,
-        "parent": json.dumps(parent) if parent else "",
-        "deadline": deadline or "",
-    }
+    record = RunRecord(
+        run_id, workflow, RunStatus.RUNNING, ts, ts, root or run_id, parent, deadline, envelope
+    )
     own = pipe is None
     pipe = r.pipeline(transaction=True) if own else pipe
-    pipe.hset(k.run(run_id), mapping=fields)
+    pipe.hset(k.run(run_id), mapping=record.fields())
     pipe.zadd(k.runs(), {run_id: ts})
-    pipe.xadd(k.events(run_id), {"k": "event", "e": envelope})
+    pipe.xadd(k.events(run_id), log_fields(LogKind.EVENT, envelope))
     pipe.sadd(k.live(), run_id)
-    if parent:
-        pipe.sadd(k.children(parent["run"]), run_id)
+    if parent is not None:
+        pipe.sadd(k.children(parent.run), run_id)
     rt.send(messages, pipe)
     if own:
         try:
@@ -99,85 +99,99 @@ def create_run(
     return run_id, True
 
 
-def finish_args(status: str, end: str, field: str, value: str) -> list[Any]:
-    """ARGV of the FINISH script: the final status, the end entry, the result or error."""
-    return [status, now(), end, field, value]
+def _finish(
+    rt: Runtime, run_id: str, status: RunStatus, end: str, field: str, value: str, pipe: Any
+) -> Any:
+    """The FINISH script (see ``tasks.scripts``): final status, end entry, result or error."""
+    return rt.script("FINISH")(
+        keys=[rt.keys.run(run_id), rt.keys.events(run_id)],
+        args=[status.value, now(), end, field, value],
+        client=pipe,
+    )
 
 
-def finish_run(
-    rt: Runtime, run_id: str, result: Any, stop: Event, parent: str, pipe: Any = None
-) -> int:
-    """Mark the run completed and log its StopEvent, in one atomic step (first end wins).
+def finish_run(rt: Runtime, run_id: str, result: Any, stop: Event, pipe: Any) -> JournalEntry:
+    """Mark the run completed and log its StopEvent on ``pipe``, atomically (first end wins).
 
-    Given ``pipe`` the script joins it and the caller runs :func:`after_end` with its result.
+    Returns the answer for its parent; the caller runs :func:`after_end` with the script's reply.
     """
     value = encode_event(result) if isinstance(result, Event) else result
-    args = finish_args("completed", dumps(stop), "result", dumps(value))
-    ended = rt.script("FINISH")(
-        keys=[rt.keys.run(run_id), rt.keys.events(run_id)], args=args, client=pipe
-    )
-    if pipe is None:
-        after_end(rt, run_id, ended, parent, {"ok": value})
-        return int(ended or 0)
-    return 0  # known once the caller's pipeline ran
+    _finish(rt, run_id, RunStatus.COMPLETED, dumps(stop), "result", dumps(value), pipe)
+    return JournalEntry.ok(value)
 
 
-def after_end(rt: Runtime, run_id: str, ended: Any, parent: str, answer: dict[str, Any]) -> None:
+def after_end(
+    rt: Runtime, run_id: str, ended: Any, parent: CallAddress | None, answer: JournalEntry
+) -> None:
     """Once a run ended: expire its keys and answer its parent (both idempotent)."""
     if ended:
         _expire(rt, run_id)
-    if ended and parent:
-        answer_call(rt, json.loads(parent), answer)
+    if ended and parent is not None:
+        answer_call(rt, parent, answer)
 
 
-def reanswer_parent(rt: Runtime, run_id: str, status: str, parent: str) -> None:
+def reanswer_parent(rt: Runtime, run_id: str, status: RunStatus, parent: CallAddress) -> None:
     """A finished child's message came again: its parent may not have heard (crash window)."""
     result, error = rt.redis.hmget(rt.keys.run(run_id), ["result", "error"])
-    if status == "completed" and result is not None:
-        answer_call(rt, json.loads(parent), {"ok": json.loads(result)})
+    if status is RunStatus.COMPLETED and result is not None:
+        answer_call(rt, parent, JournalEntry.ok(json.loads(result)))
     elif error is not None:
-        answer_call(rt, json.loads(parent), {"error": json.loads(error)})
+        answer_call(rt, parent, JournalEntry.error(ErrorInfo.model_validate_json(error)))
 
 
 def fail_run(
-    rt: Runtime, run_id: str, error: ErrorInfo, status: str = "failed", parent: str | None = None
+    rt: Runtime,
+    run_id: str,
+    error: ErrorInfo,
+    status: RunStatus = RunStatus.FAILED,
+    parent: CallAddress | None = None,
+    tell_parent: bool = True,
 ) -> bool:
-    """Mark the run failed or cancelled (first end wins) and tell its parent."""
+    """Mark the run failed or cancelled (first end wins) and tell its parent (read from the run
+    hash unless given; ``tell_parent=False`` for a child cancelled with its parent)."""
     text = error.model_dump_json()
-    ended = rt.script("FINISH")(
-        keys=[rt.keys.run(run_id), rt.keys.events(run_id)],
-        args=finish_args(status, text, "error", text),
-    )
-    if parent is None:
-        parent = str(rt.redis.hget(rt.keys.run(run_id), "parent") or "")
-    after_end(rt, run_id, ended, parent, {"error": error.model_dump()})
+    ended = _finish(rt, run_id, status, text, "error", text, None)
+    if tell_parent and parent is None:
+        raw = rt.redis.hget(rt.keys.run(run_id), "parent")
+        parent = CallAddress.from_field(raw)
+    after_end(rt, run_id, ended, parent if tell_parent else None, JournalEntry.error(error))
     return bool(ended)
 
 
+def fail_past_deadline(rt: Runtime, run_id: str, parent: CallAddress | None = None) -> None:
+    """A run ran past its deadline: fail it, and stop its children too."""
+    error = WorkflowTimeoutError(f"run {run_id} ran past its deadline")
+    fail_run(rt, run_id, error.to_info(), parent=parent)
+    cancel_children(rt, run_id)
+
+
 def answer_call(
-    rt: Runtime, where: dict[str, Any], answer: dict[str, Any], task_id: str | None = None
+    rt: Runtime, address: CallAddress, entry: JournalEntry, task_id: str | None = None
 ) -> None:
     """Journal a suspended call's answer; the last answer resumes the step (exactly once).
 
     ``task_id``: the tool task that answered, done with its message in the same script.
     """
-    run_id, inv = where["run"], where["inv"]
+    k = rt.keys
     resume = rt.script("COMPLETE")(
-        keys=[rt.keys.journal(run_id, inv), rt.keys.wait(run_id, inv), rt.keys.inflight(run_id)],
-        args=[where["call_id"], json.dumps(answer, separators=(",", ":")), task_id or ""],
+        keys=[
+            k.journal(address.run, address.inv),
+            k.wait(address.run, address.inv),
+            k.inflight(address.run),
+        ],
+        args=[address.call_id, entry.to_json(), task_id or ""],
     )
     if resume:
-        rt.send([Message.from_json(json.loads(resume))])
+        rt.send([Message.from_json(resume)])
 
 
 def cancel_run(rt: Runtime, run_id: str, top: bool = True) -> bool:
-    """Cancel a run and its children: status first (checked at every task start), then revoke."""
-    from workflows.errors import RunCancelledError
+    """Cancel a run and its children: status first (checked at every task start), then revoke.
 
+    A cancelled child answers its parent (which sees a ChildWorkflowError); the children of a
+    cancelled run do not need to."""
     info = RunCancelledError(f"run {run_id} was cancelled").to_info()
-    # a cancelled child answers its parent (which sees a ChildWorkflowError); the children of
-    # a cancelled run do not need to
-    changed = fail_run(rt, run_id, info, status="cancelled", parent=None if top else "")
+    changed = fail_run(rt, run_id, info, status=RunStatus.CANCELLED, tell_parent=top)
     task_ids = list(rt.redis.hkeys(rt.keys.inflight(run_id)))
     if task_ids:
         rt.app.control.revoke(task_ids)
@@ -200,6 +214,6 @@ def _expire(rt: Runtime, run_id: str) -> None:
     if stale:
         pipe.hdel(k.waiters(root), *stale)
     pipe.srem(k.live(), run_id)
-    for key in rt.keys.run_keys(run_id):
+    for key in k.run_keys(run_id):
         pipe.expire(key, rt.settings.retention_seconds)
     pipe.execute()

@@ -1,17 +1,18 @@
-"""The distributed runtime's shared parts: settings, Redis client, Celery app, placement, sending.
+"""The distributed runtime's per-process resources: settings, Redis, event loops, sending.
 
-One ``Runtime`` per process. The Redis client is rebuilt after a fork (prefork workers).
+One ``Runtime`` per process owns them all. The Redis client is rebuilt after a fork (prefork
+workers); an event loop is kept per thread (a ``threads`` pool runs several steps at once, and
+two of them must never share a loop).
 """
 
 from __future__ import annotations
 
-import inspect
-import json
+import asyncio
 import os
+import threading
 import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import redis
 from celery import Celery
@@ -19,42 +20,14 @@ from celery import Celery
 from config import Settings, Topology, load_topology
 from tasks import scripts
 from tasks.keys import Keys
+from tasks.placement import Placement
+from tasks.protocol import InflightRecord, Message
 from tasks.publish import Publisher
-from workflows.step import Mode
-from workflows.tools import ToolSpec
-from workflows.workflow import Workflow, require_workflow
 
-TOOL_GRACE = 5.0
-ASYNC_BACKSTOP = 1.0
-STEP_GRACE = 10.0
-
-
-@dataclass
-class Message:
-    """A task message to send: what to run, where, with which args and limits."""
-
-    name: str
-    args: list[Any]
-    queue: str
-    task_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    countdown: float | None = None
-    soft_time_limit: float | None = None
-    time_limit: float | None = None
-
-    def to_json(self) -> list[Any]:
-        return [
-            self.name,
-            self.args,
-            self.queue,
-            self.task_id,
-            self.soft_time_limit,
-            self.time_limit,
-        ]
-
-    @classmethod
-    def from_json(cls, data: list[Any]) -> Message:
-        name, args, queue, task_id, soft, hard = data
-        return cls(name, args, queue, task_id, None, soft, hard)
+T = TypeVar("T")
+# A message delivered more often than this has killed its worker every time: its run fails
+# (or its tool call fails as data) instead of looping forever.
+MAX_DELIVERIES = 5
 
 
 class Runtime:
@@ -64,17 +37,19 @@ class Runtime:
         self.settings = settings
         self.app = app
         self.topology = topology or load_topology(settings.topology_file)
+        self.placement = Placement(self.topology, settings.default_mode, settings.max_time_limit)
         self.keys = Keys(settings.key_prefix)
+        self.publisher = Publisher(app, self.keys.broker_prefix())
         self._redis: Any = None
         self._pid = 0
         self._scripts: dict[str, Any] = {}
-        self.publisher = Publisher(app, f"{settings.key_prefix}:q:")
+        self._local = threading.local()
 
     @property
     def redis(self) -> Any:
         """The process's Redis client (``Any``: redis-py's stubs don't model decoded replies)."""
         if self._redis is None or self._pid != os.getpid():
-            self._redis = redis_client(self.settings.redis_url or "redis://localhost:6379/0")
+            self._redis = redis_client(self.settings.store_url)
             self._pid = os.getpid()
             self._scripts = {}
         return self._redis
@@ -86,64 +61,28 @@ class Runtime:
             self._scripts[name] = r.register_script(getattr(scripts, name))
         return self._scripts[name]
 
-    # --- placement ----------------------------------------------------------------------
-
-    def step_queue(self, workflow: type[Workflow], step: str) -> str:
-        spec = workflow.spec.steps[step]
-        fallback = self.topology.routes.get(workflow.name) or workflow.queue
-        return self.topology.queue_for(f"{workflow.name}.{step}", spec.options.queue, fallback)
-
-    def tool_queue(self, spec: ToolSpec) -> str:
-        fallback = "tools" if "tools" in self.topology.queues else None
-        return self.topology.queue_for(f"tool.{spec.name}", spec.queue, fallback)
-
-    def tool_mode(self, spec: ToolSpec) -> Mode:
-        return (
-            self.topology.modes.get(f"tool.{spec.name}") or spec.mode or self.settings.default_mode
-        )
-
-    def child_mode(self, workflow: str, requested: Mode | None) -> Mode:
-        cls = require_workflow(workflow)
-        return (
-            requested or self.topology.modes.get(workflow) or cls.mode or self.settings.default_mode
-        )
-
-    def step_message(self, workflow: str, step: str, args: list[Any]) -> Message:
-        cls = require_workflow(workflow)
-        timeout = cls.spec.steps[step].options.timeout
-        limit = self.settings.max_time_limit if timeout is None else timeout + STEP_GRACE
-        return Message(f"{workflow}.{step}", args, self.step_queue(cls, step), time_limit=limit)
-
-    def tool_message(
-        self, spec: ToolSpec, args: list[Any], countdown: float | None = None
-    ) -> Message:
-        # A sync tool is stopped by Celery's soft limit (a signal in the pool process); an async
-        # one by asyncio at its timeout, with the soft limit a second later only as a backstop,
-        # so the signal cannot land while the timeout is being reported.
-        soft = spec.timeout
-        if soft is not None and inspect.iscoroutinefunction(spec.fn):
-            soft += ASYNC_BACKSTOP
-        hard = self.settings.max_time_limit if soft is None else soft + TOOL_GRACE
-        return Message(
-            f"tool.{spec.name}",
-            args,
-            self.tool_queue(spec),
-            countdown=countdown,
-            soft_time_limit=soft,
-            time_limit=hard,
-        )
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine to completion on this thread's event loop (kept across tasks)."""
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is None or loop.is_closed() or getattr(self._local, "pid", 0) != os.getpid():
+            loop = self._local.loop = asyncio.new_event_loop()
+            self._local.pid = os.getpid()
+        return loop.run_until_complete(coro)
 
     # --- sending ------------------------------------------------------------------------
 
     def send(self, messages: list[Message], pipe: Any = None) -> None:
-        """Publish messages: on ``pipe`` (sent with the caller's writes) or in one round trip."""
+        """Publish messages: on ``pipe`` (sent with the caller's writes) or in one round trip.
+
+        Each is recorded in its run's in-flight hash until its task is done (the reaper resends
+        what a crash lost)."""
         if not messages:
             return
         own = pipe if pipe is not None else self.redis.pipeline(transaction=False)
         ts = now()
         for m in messages:
-            record = json.dumps([ts + (m.countdown or 0.0), m.to_json()], separators=(",", ":"))
-            own.hset(self.keys.inflight(m.args[0]), m.task_id, record)
+            record = InflightRecord(ts + (m.countdown or 0.0), m)
+            own.hset(self.keys.inflight(m.run_id), m.task_id, record.to_json())
         self.publisher.push(own, messages)
         if pipe is None:
             own.execute()

@@ -12,14 +12,22 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from workflows._engine.backend import MISSING, Invocation, StepBackend
 from workflows._engine.core import arrange
 from workflows._engine.executor import branch_path
-from workflows._engine.runtime import MISSING, Invocation, StepBackend
+from workflows._engine.records import Effect, EffectKind, EntryKind, JournalEntry
 from workflows.codec import decode_event, to_jsonable
-from workflows.errors import ErrorInfo, PayloadError, UnknownWorkflowError
+from workflows.errors import (
+    ChildWorkflowError,
+    ErrorInfo,
+    PayloadError,
+    ToolError,
+    UnknownWorkflowError,
+)
 from workflows.events import Event, StartEvent
 from workflows.step import Mode
 from workflows.tools import get_tool, tool_error_from_info
+from workflows.workflow import get_workflow
 
 E = TypeVar("E", bound=Event)
 
@@ -46,13 +54,13 @@ class Store:
             head, _, rest = path.partition(".")
             value = await self._ctx._backend.store_get(head)
             value = _descend(value, rest) if rest and value is not MISSING else value
-            entry = {"ok": value} if value is not MISSING else {"missing": True}
+            entry = JournalEntry.ok(value) if value is not MISSING else JournalEntry.missing()
             self._ctx._inv.journal[call_id] = entry
-        if "missing" in entry:
+        if entry.kind is EntryKind.MISSING:
             if default is MISSING:
                 raise ValueError(f"no value in the store at {path!r}")
             return default
-        return entry["ok"]
+        return entry.value
 
     async def set(self, path: str, value: Any) -> None:
         """Set ``path`` to a JSON value (dotted paths create nested objects)."""
@@ -94,21 +102,21 @@ class Context:
         n = self._seq[path] = self._seq.get(path, 0) + 1
         return f"{self._inv.id}.{path}.{n}" if path else f"{self._inv.id}.{n}"
 
-    def _effect(self, kind: str, event: Event, step: str | None = None) -> None:
+    def _effect(self, kind: EffectKind, event: Event, step: str | None = None) -> None:
         path = branch_path()
         n = self._fx.get(path, 0)
         self._fx[path] = n + 1
         if n >= self._inv.effects_done.get(path, 0):
-            self._backend.effect(self._inv, f"{path}:{n}", kind, event, step)
+            self._backend.effect(self._inv, Effect(f"{path}:{n}", kind, event, step))
             self._inv.effects_done[path] = n + 1
 
     def send_event(self, event: Event, step: str | None = None) -> None:
         """Emit an event into the run (to ``step`` only, when named): the fan-out primitive."""
-        self._effect("send", event, step)
+        self._effect(EffectKind.SEND, event, step)
 
     def write_event_to_stream(self, event: Event) -> None:
         """Publish an event to the run's stream without routing it to steps."""
-        self._effect("stream", event)
+        self._effect(EffectKind.STREAM, event)
 
     def collect_events(
         self, event: Event, expected: list[type[Event]], buffer_id: str | None = None
@@ -124,9 +132,9 @@ class Context:
             buffer = buffer_id or f"{self._inv.step}:{key}"
             got = self._backend.collect(self._inv, call_id, buffer, event, tags)
             return got
-        if entry.get("ok") is None:
+        if entry.value is None:
             return None
-        return arrange([decode_event(e) for e in entry["ok"]], _tags(expected)[0])
+        return arrange([decode_event(e) for e in entry.value], _tags(expected)[0])
 
     async def call_tool(self, name: str, /, **kwargs: Any) -> Any:
         """Call a registered tool; its failure raises ToolError (type, message, attempts)."""
@@ -135,14 +143,12 @@ class Context:
         entry = self._inv.journal.get(call_id)
         if entry is None:
             return await self._backend.call_tool(self._inv, call_id, spec, kwargs)
-        if "error" in entry:
-            raise tool_error_from_info(ErrorInfo.model_validate(entry["error"]))
-        return entry["ok"]
+        if entry.failed:
+            raise tool_error_from_info(entry.error_info())
+        return entry.value
 
     async def try_tool(self, name: str, /, **kwargs: Any) -> ToolResult:
         """Like call_tool, but a failure comes back as data instead of an exception."""
-        from workflows.errors import ToolError
-
         try:
             return ToolResult(ok=True, value=await self.call_tool(name, **kwargs))
         except ToolError as exc:
@@ -158,9 +164,6 @@ class Context:
         **kwargs: Any,
     ) -> Any:
         """Run a child workflow and return its result; its failure raises ChildWorkflowError."""
-        from workflows.errors import ChildWorkflowError
-        from workflows.workflow import get_workflow
-
         name = workflow if isinstance(workflow, str) else getattr(workflow, "name", "")
         cls = get_workflow(name)
         if cls is None:
@@ -170,14 +173,9 @@ class Context:
         entry = self._inv.journal.get(call_id)
         if entry is None:
             return await self._backend.run_child(self._inv, call_id, name, start, mode)
-        if "error" in entry:
-            info = ErrorInfo.model_validate(entry["error"])
-            raise ChildWorkflowError(
-                f"child workflow {name} failed: {info.type}: {info.message}",
-                workflow=name,
-                child_error=info.model_dump(),
-            )
-        return entry["ok"]
+        if entry.failed:
+            raise ChildWorkflowError.of(name, entry.error_info())
+        return entry.value
 
     async def wait_for_event(
         self,
@@ -200,7 +198,7 @@ class Context:
                 self._inv, call_id, event_type, waiter_event, dict(requirements or {})
             )
             return answer  # type: ignore[return-value]  # the runtime matched event_type
-        event = decode_event(entry["event"])
+        event = decode_event(entry.value)
         if not isinstance(event, event_type):
             raise PayloadError(f"expected {event_type.__name__}, got {type(event).__name__}")
         return event

@@ -8,6 +8,7 @@ other side with :func:`error_from_info`::
     ├── WorkflowDefinitionError        a workflow or tool is defined wrongly
     │   └── WorkflowValidationError    the step graph is invalid (lists every problem)
     ├── ConfigurationError             settings or topology are wrong
+    │   └── TopologyError              the topology file is missing or inconsistent
     ├── InvalidInputError              a start payload / event / tool argument is invalid
     │   ├── UnknownWorkflowError
     │   ├── UnknownToolError
@@ -25,7 +26,7 @@ other side with :func:`error_from_info`::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, Field
 
@@ -41,14 +42,19 @@ class ErrorInfo(BaseModel):
 
 
 class BatonError(Exception):
-    """Root of every Baton error."""
+    """Root of every Baton error. Subclasses add typed, keyword-only fields (``_fields``) that
+    travel in ``ErrorInfo.details`` and are restored by :func:`error_from_info`."""
 
     retryable: bool = True
+    _fields: tuple[str, ...] = ()
 
-    def __init__(self, message: str = "", **details: Any) -> None:
+    def __init__(self, message: str = "") -> None:
         super().__init__(message)
         self.message = message
-        self.details = details
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._fields}
 
     def to_info(self, attempts: int = 1) -> ErrorInfo:
         return ErrorInfo(
@@ -58,6 +64,11 @@ class BatonError(Exception):
             retryable=self.retryable,
             details=_jsonable(self.details),
         )
+
+    @classmethod
+    def _from_info(cls, info: ErrorInfo) -> Self:
+        known = {k: v for k, v in info.details.items() if k in cls._fields}
+        return cls(info.message, **known)
 
 
 class WorkflowDefinitionError(BatonError):
@@ -69,16 +80,27 @@ class WorkflowDefinitionError(BatonError):
 class WorkflowValidationError(WorkflowDefinitionError):
     """The step graph is invalid; ``problems`` lists every problem, each naming its culprit."""
 
+    _fields: tuple[str, ...] = ("workflow", "problems")
+
     def __init__(self, workflow: str, problems: list[str]) -> None:
         text = f"workflow {workflow} is invalid:\n" + "\n".join(f"  - {p}" for p in problems)
-        super().__init__(text, workflow=workflow, problems=problems)
+        super().__init__(text)
+        self.workflow = workflow
         self.problems = problems
+
+    @classmethod
+    def _from_info(cls, info: ErrorInfo) -> Self:
+        return cls(str(info.details.get("workflow", "?")), list(info.details.get("problems", [])))
 
 
 class ConfigurationError(BatonError):
     """Settings or the queue topology are wrong."""
 
     retryable = False
+
+
+class TopologyError(ConfigurationError):
+    """The topology file is missing, not YAML, or describes an inconsistent topology."""
 
 
 class InvalidInputError(BatonError):
@@ -90,17 +112,41 @@ class InvalidInputError(BatonError):
 class UnknownWorkflowError(InvalidInputError):
     """No workflow is registered under that name."""
 
+    _fields: tuple[str, ...] = ("workflow",)
+
+    def __init__(self, message: str = "", *, workflow: str = "") -> None:
+        super().__init__(message)
+        self.workflow = workflow
+
 
 class UnknownToolError(InvalidInputError):
     """No tool is registered under that name."""
+
+    _fields: tuple[str, ...] = ("tool",)
+
+    def __init__(self, message: str = "", *, tool: str = "") -> None:
+        super().__init__(message)
+        self.tool = tool
 
 
 class PayloadError(InvalidInputError):
     """A payload is not JSON, is too large, or is malformed. ``payload`` keeps what was received."""
 
+    _fields: tuple[str, ...] = ("payload",)
+
+    def __init__(self, message: str = "", *, payload: Any = None) -> None:
+        super().__init__(message)
+        self.payload = payload
+
 
 class UnknownEventTypeError(PayloadError):
     """An event's type tag names no registered event class."""
+
+    _fields: tuple[str, ...] = ("payload", "tag")
+
+    def __init__(self, message: str = "", *, tag: str = "", payload: Any = None) -> None:
+        super().__init__(message, payload=payload)
+        self.tag = tag
 
 
 class StoreUnavailableError(BatonError):
@@ -112,27 +158,60 @@ class RunError(BatonError):
 
 
 class StepFailedError(RunError):
-    """A step raised and its retries are spent."""
+    """A step raised and its retries are spent; ``cause`` is the step's own error as data
+    when it was a Baton error."""
 
-    def __init__(self, message: str = "", **details: Any) -> None:
-        super().__init__(message, **details)
-        self.step = str(details.get("step", ""))
-        self.cause_type = str(details.get("cause_type", ""))
-        self.attempts = int(details.get("attempts", 1))
+    _fields: tuple[str, ...] = ("step", "cause_type", "attempts", "cause")
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        step: str = "",
+        cause_type: str = "",
+        attempts: int = 1,
+        cause: ErrorInfo | dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.step = step
+        self.cause_type = cause_type
+        self.attempts = attempts
+        self.cause = ErrorInfo.model_validate(cause) if isinstance(cause, dict) else cause
 
 
 class ToolError(RunError):
     """A tool call failed; a step may catch it. ``type`` is the original exception's class name."""
 
-    def __init__(self, message: str = "", **details: Any) -> None:
-        super().__init__(message, **details)
-        self.tool = str(details.get("tool", ""))
-        self.type = str(details.get("type", type(self).__name__))
-        self.attempts = int(details.get("attempts", 1))
-        self.retryable = bool(details.get("retryable", True))
+    _fields: tuple[str, ...] = ("tool", "type", "attempts", "retryable")
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        tool: str = "",
+        type: str | None = None,
+        attempts: int = 1,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.type = type or self.__class__.__name__
+        self.attempts = attempts
+        self.retryable = retryable
 
     def to_info(self, attempts: int | None = None) -> ErrorInfo:
         return super().to_info(attempts or self.attempts)
+
+    @classmethod
+    def _from_info(cls, info: ErrorInfo) -> Self:
+        d = info.details
+        return cls(
+            info.message,
+            tool=str(d.get("tool", "")),
+            type=str(d.get("type", info.type)),
+            attempts=info.attempts,
+            retryable=bool(d.get("retryable", info.retryable)),
+        )
 
 
 class ToolTimeout(ToolError):
@@ -141,6 +220,12 @@ class ToolTimeout(ToolError):
 
 class WorkflowTimeoutError(RunError):
     """A run, or a step, ran past its timeout."""
+
+    _fields: tuple[str, ...] = ("step",)
+
+    def __init__(self, message: str = "", *, step: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 class RunCancelledError(RunError):
@@ -152,10 +237,29 @@ class RunCancelledError(RunError):
 class ChildWorkflowError(RunError):
     """A child workflow failed; ``child_error`` is the child's own error as data."""
 
-    def __init__(self, message: str = "", **details: Any) -> None:
-        super().__init__(message, **details)
-        raw = details.get("child_error")
-        self.child_error = ErrorInfo.model_validate(raw) if raw is not None else None
+    _fields: tuple[str, ...] = ("workflow", "child_error")
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        workflow: str = "",
+        child_error: ErrorInfo | dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.workflow = workflow
+        self.child_error = (
+            ErrorInfo.model_validate(child_error) if isinstance(child_error, dict) else child_error
+        )
+
+    @classmethod
+    def of(cls, workflow: str, info: ErrorInfo) -> ChildWorkflowError:
+        """The error a step sees when its child workflow ``workflow`` ended with ``info``."""
+        return cls(
+            f"child workflow {workflow} failed: {info.type}: {info.message}",
+            workflow=workflow,
+            child_error=info,
+        )
 
 
 _ERROR_TYPES: dict[str, type[BatonError]] = {
@@ -165,6 +269,7 @@ _ERROR_TYPES: dict[str, type[BatonError]] = {
         WorkflowDefinitionError,
         WorkflowValidationError,
         ConfigurationError,
+        TopologyError,
         InvalidInputError,
         UnknownWorkflowError,
         UnknownToolError,
@@ -183,17 +288,23 @@ _ERROR_TYPES: dict[str, type[BatonError]] = {
 
 
 def error_from_info(info: ErrorInfo) -> BatonError:
-    """Rebuild an error from data; a foreign type becomes the closest Baton error with its data."""
+    """Rebuild an error from data; a foreign type becomes the closest Baton error with its data
+    (a ToolError when it came from a tool, else a RunError)."""
     cls = _ERROR_TYPES.get(info.type)
-    details = dict(info.details)
-    if cls is WorkflowValidationError:
-        return WorkflowValidationError(details.get("workflow", "?"), details.get("problems", []))
     if cls is None:
-        cls = ToolError if "tool" in details else RunError
-        details.setdefault("type", info.type)
-    details.setdefault("attempts", info.attempts)
-    err = cls(info.message, **details)
-    return err
+        if "tool" in info.details:
+            return ToolError._from_info(info)
+        return RunError(info.message)
+    if cls is StepFailedError and "attempts" not in info.details:
+        info = info.model_copy(update={"details": {**info.details, "attempts": info.attempts}})
+    return cls._from_info(info)
+
+
+def error_info(exc: BaseException, attempts: int = 1) -> ErrorInfo:
+    """Any exception as data: a Baton error's own info, else its type and message."""
+    if isinstance(exc, BatonError):
+        return exc.to_info(attempts)
+    return ErrorInfo(type=type(exc).__name__, message=str(exc), attempts=attempts)
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:

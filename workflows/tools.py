@@ -128,7 +128,6 @@ def as_tool_error(tool: str, exc: BaseException, attempts: int) -> ToolError:
     """Any exception from a tool, as a ToolError carrying type, message and attempts."""
     if isinstance(exc, ToolError):
         exc.attempts = attempts
-        exc.details["attempts"] = attempts
         return exc
     kind = type(exc).__name__
     retryable = not isinstance(exc, BatonError) or exc.retryable
@@ -136,10 +135,9 @@ def as_tool_error(tool: str, exc: BaseException, attempts: int) -> ToolError:
 
 
 def tool_error_from_info(info: ErrorInfo) -> ToolError:
-    details = dict(info.details)
-    details["attempts"] = info.attempts
-    cls = ToolTimeout if details.get("type") == "ToolTimeout" else ToolError
-    return cls(info.message, **details)
+    """The ToolError a step sees for a journaled failure (a ToolTimeout when it timed out)."""
+    cls = ToolTimeout if info.details.get("type") == "ToolTimeout" else ToolError
+    return cls._from_info(info)
 
 
 @overload

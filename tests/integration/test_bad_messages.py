@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from app.client import Client
-from tasks.runtime import Message
+from tasks.protocol import Message, StepArgs, ToolArgs
 from tests.harness import Worker, eventually
 from workflows import UnknownEventTypeError
 
@@ -28,7 +28,9 @@ def test_a_message_naming_an_unknown_event_type_fails_its_run_and_is_kept(
     handle.result(timeout=30)
     poison = {"type": "os.system", "data": {"cmd": "rm -rf /"}}
     run = client.submit("AddTwice", a=1, b=1)
-    rt.send([rt.step_message("AddTwice", "second", [run.run_id, "forged", poison, 1])])
+    rt.send(
+        [rt.placement.step_message("AddTwice", "second", StepArgs(run.run_id, "forged", poison))]
+    )
     with pytest.raises(UnknownEventTypeError, match=r"os\.system"):
         _first_error(client, run.run_id)
     assert any("os.system" in d["body"] for d in eventually(lambda: dead_letters(client)))
@@ -44,7 +46,9 @@ def test_a_pickled_message_is_refused_and_kept_as_a_dead_letter(
     client: Client, workers: Worker
 ) -> None:
     rt = client.runtime
-    key, payload = rt.publisher.frame(Message("tool.it_add", [], "itest"))
+    key, payload = rt.publisher.frame(
+        Message("tool.it_add", ToolArgs("no-run", "inv", "call", {}), "itest")
+    )
     envelope = json.loads(payload)
     marker = uuid.uuid4().hex
     envelope["content-type"] = "application/x-python-serialize"
@@ -60,7 +64,7 @@ def test_a_message_for_an_unknown_task_is_kept_as_a_dead_letter(
     client: Client, workers: Worker
 ) -> None:
     rt = client.runtime
-    rt.send([Message("NoSuchWorkflow.step", [1], "itest")])
+    rt.send([Message("NoSuchWorkflow.step", StepArgs("no-run", "inv", {}), "itest")])
     assert eventually(
         lambda: [d for d in dead_letters(client) if "NoSuchWorkflow.step" in d["reason"]]
     )

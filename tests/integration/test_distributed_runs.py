@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.client import Client
+from tasks.protocol import StepArgs, ToolArgs
 from tests.harness import ROOT, Worker, eventually
 from tests.integration.flows import Answer
 from workflows import (
@@ -196,9 +197,9 @@ def test_redelivered_step_and_tool_messages_never_rerun_a_completed_call(
     # what a crash would cause: the step and the tool call delivered once more
     rt.send(
         [
-            rt.step_message("RecordThenWait", "run", [handle.run_id, inv, start, 1]),
-            rt.tool_message(
-                get_tool("it_record"), [handle.run_id, inv, call_id, {"label": "redeliver"}, 1]
+            rt.placement.step_message("RecordThenWait", "run", StepArgs(handle.run_id, inv, start)),
+            rt.placement.tool_message(
+                get_tool("it_record"), ToolArgs(handle.run_id, inv, call_id, {"label": "redeliver"})
             ),
         ]
     )

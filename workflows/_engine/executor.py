@@ -2,61 +2,107 @@
 
 A step suspends when it awaits something the runtime cannot answer yet (a distributed tool
 call, a child workflow, an external event). The runtime registers the call and parks the
-awaiting coroutine; once the step can make no more progress, it is cancelled and reported as
-suspended with every call it started — so calls awaited together with ``asyncio.gather``
-are dispatched together. The step is later replayed from its journal.
+awaiting coroutine; once no new call has been parked for a few loop ticks, the step is cancelled
+and reported as suspended with every call it started. Calls an ``asyncio.gather`` starts
+without first awaiting real I/O are therefore dispatched together; a branch that awaits I/O
+before its call parks it on a later replay instead. The step is replayed from its journal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from workflows._engine.backend import Invocation, Parking
 from workflows._engine.core import Emitted, normalize_output
-from workflows._engine.runtime import Invocation
+from workflows._engine.records import ParkedCall
 from workflows.errors import WorkflowTimeoutError
 from workflows.step import StepSpec
 
 _SETTLE_TICKS = 3
 
-# Branch paths of a step's asyncio tasks: "" for the step itself, "0", "1", ... for the tasks it
-# creates (an asyncio.gather's branches), "0/0" for theirs. Call ids and effect numbers are
-# counted per branch, so a replay maps every answer to the same await even when branches
-# interleave differently (a journaled call returns at once, where the first run waited).
-_branches: weakref.WeakKeyDictionary[asyncio.Task[Any], list[Any]] = weakref.WeakKeyDictionary()
+
+class BranchTracker:
+    """A loop's task factory while steps run on it: gives each task a step creates a branch path
+    under its creator.
+
+    Paths: "" for the step itself, "0", "1", ... for the tasks it creates (an asyncio.gather's
+    branches), "0/0" for theirs. Call ids and effect numbers are counted per branch, so a replay
+    maps every answer to the same await even when branches interleave differently (a journaled
+    call returns at once, where the first run waited). Installed only while a step runs
+    (:func:`tracking_branches`), then the loop's previous factory is restored.
+    """
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+        self.paths: weakref.WeakKeyDictionary[asyncio.Task[Any], list[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.users = 0
+        self.skip = False
+
+    def __call__(
+        self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Task[Any]:
+        parent = asyncio.current_task(loop)
+        task: asyncio.Task[Any] = (
+            self.previous(loop, coro, **kwargs)
+            if self.previous is not None
+            else asyncio.Task(coro, loop=loop, **kwargs)
+        )
+        entry = self.paths.get(parent) if parent is not None and not self.skip else None
+        if entry is not None:
+            path, index = entry
+            entry[1] = index + 1
+            self.paths[task] = [f"{path}/{index}" if path else str(index), 0]
+        return task
+
+
+def _tracker(loop: asyncio.AbstractEventLoop) -> BranchTracker | None:
+    factory = loop.get_task_factory()
+    return factory if isinstance(factory, BranchTracker) else None
 
 
 def branch_path() -> str:
     """The current task's branch path within its step ("" outside any step)."""
     task = asyncio.current_task()
-    entry = _branches.get(task) if task is not None else None
+    tracker = _tracker(task.get_loop()) if task is not None else None
+    entry = tracker.paths.get(task) if tracker is not None and task is not None else None
     return str(entry[0]) if entry is not None else ""
 
 
-def _track_branches(loop: asyncio.AbstractEventLoop) -> None:
-    """Install (once per loop) a task factory that gives new tasks a path under their creator."""
-    if getattr(loop, "_baton_branches", False):
-        return
-    previous = loop.get_task_factory()
+@contextmanager
+def tracking_branches(loop: asyncio.AbstractEventLoop) -> Iterator[BranchTracker]:
+    """Track branches on ``loop`` while the block runs (nested uses share one tracker)."""
+    found = _tracker(loop)
+    tracker = found if found is not None else BranchTracker(loop.get_task_factory())
+    if found is None:
+        loop.set_task_factory(tracker)
+    tracker.users += 1
+    try:
+        yield tracker
+    finally:
+        tracker.users -= 1
+        if tracker.users == 0 and loop.get_task_factory() is tracker:
+            loop.set_task_factory(tracker.previous)
 
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        parent = asyncio.current_task(loop)
-        task: asyncio.Task[Any] = (
-            previous(loop, coro, **kwargs)  # type: ignore[assignment]
-            if previous is not None
-            else asyncio.Task(coro, loop=loop, **kwargs)
-        )
-        entry = _branches.get(parent) if parent is not None else None
-        if entry is not None:
-            path, index = entry
-            entry[1] = index + 1
-            _branches[task] = [f"{path}/{index}" if path else str(index), 0]
-        return task
 
-    loop.set_task_factory(factory)
-    loop._baton_branches = True  # type: ignore[attr-defined]
+def create_untracked_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """A task that is no branch of the step creating it (the in-process runtime's next steps),
+    so a replay that skips the effect creating it numbers the step's branches the same."""
+    loop = asyncio.get_running_loop()
+    tracker = _tracker(loop)
+    if tracker is None:
+        return loop.create_task(coro)
+    tracker.skip = True
+    try:
+        return loop.create_task(coro)
+    finally:
+        tracker.skip = False
 
 
 @dataclass
@@ -71,76 +117,48 @@ class Failed:
 
 @dataclass
 class Suspended:
-    calls: list[Any] = field(default_factory=list)
+    calls: list[ParkedCall] = field(default_factory=list)
 
 
 Outcome = Completed | Failed | Suspended
 
 
-class Parking:
-    """Where a runtime parks calls it cannot answer yet, and how the executor notices."""
-
-    def __init__(self) -> None:
-        self.calls: list[Any] = []
-        self.wake: asyncio.Future[None] | None = None
-
-    async def park(self, call: Any) -> Any:
-        """Register ``call`` and wait forever (the step is cancelled and replayed later)."""
-        self.calls.append(call)
-        if self.wake is not None and not self.wake.done():
-            self.wake.set_result(None)
-        await asyncio.get_running_loop().create_future()
-
-
-async def execute(
-    instance: Any, spec: StepSpec, ctx: Any, inv: Invocation, parking: Parking | None
-) -> Outcome:
+async def execute(instance: Any, spec: StepSpec, ctx: Any, inv: Invocation) -> Outcome:
     """Run the step body once (bounded by its timeout) and classify the result."""
-    inv.parking = parking
+    parking = inv.parking = Parking()
     kwargs: dict[str, Any] = {spec.event_param: inv.event}  # by name: any parameter order
     if spec.takes_ctx:
         kwargs[spec.ctx_param] = ctx
     coro = spec.fn(instance, **kwargs)
     if spec.options.timeout is not None:
         coro = asyncio.wait_for(coro, spec.options.timeout)
-    if parking is None:
-        return await _plain(spec, coro)
     loop = asyncio.get_running_loop()
-    _track_branches(loop)
-    task: asyncio.Task[Any] = loop.create_task(coro)  # type: ignore[arg-type]
-    _branches[task] = ["", 0]
-    parking.wake = wake = loop.create_future()
+    with tracking_branches(loop) as tracker:
+        task: asyncio.Task[Any] = loop.create_task(coro)  # type: ignore[arg-type]
+        tracker.paths[task] = ["", 0]
+        parking.wake = wake = loop.create_future()
 
-    def _wake(_: object) -> None:
-        if not wake.done():
-            wake.set_result(None)
+        def _wake(_: object) -> None:
+            if not wake.done():
+                wake.set_result(None)
 
-    task.add_done_callback(_wake)
-    try:
-        await wake
+        task.add_done_callback(_wake)
+        try:
+            await wake
+            if not task.done():
+                await _settle(task, parking)
+        except asyncio.CancelledError:
+            task.cancel()  # the run was cancelled or timed out: stop the step body too
+            raise
         if not task.done():
-            await _settle(task, parking)
-    except asyncio.CancelledError:
-        task.cancel()  # the run was cancelled or timed out: stop the step body too
-        raise
-    if not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return Suspended(list(parking.calls))
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return Suspended(list(parking.calls))
     return _classify(spec, task)
 
 
-async def _plain(spec: StepSpec, coro: Any) -> Outcome:
-    try:
-        return Completed(normalize_output(await coro))
-    except TimeoutError:
-        return Failed(_timeout(spec))
-    except Exception as exc:
-        return Failed(exc)
-
-
 async def _settle(task: asyncio.Task[Any], parking: Parking) -> None:
-    """Let siblings in a gather register their calls before the step is parked."""
+    """Give siblings in a gather ``_SETTLE_TICKS`` quiet loop ticks to park their calls too."""
     seen, quiet = len(parking.calls), 0
     while quiet < _SETTLE_TICKS and not task.done():
         await asyncio.sleep(0)

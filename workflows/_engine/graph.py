@@ -9,7 +9,7 @@ from pydantic import TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 
 from workflows.errors import WorkflowValidationError
-from workflows.events import Event, StartEvent, StopEvent, is_external
+from workflows.events import Event, InputRequiredEvent, StartEvent, StopEvent, is_external
 from workflows.step import StepSpec, build_spec
 
 
@@ -80,8 +80,6 @@ def _graph_problems(name: str, steps: dict[str, StepSpec], start: type[Event]) -
 
 
 def _consumed(emitted: type[Event], accepted: list[type[Event]]) -> bool:
-    from workflows.events import InputRequiredEvent
-
     return issubclass(emitted, InputRequiredEvent) or any(issubclass(emitted, a) for a in accepted)
 
 

@@ -7,11 +7,12 @@ import uuid
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any
 
+from workflows._engine.backend import Invocation
 from workflows._engine.inprocess import InProcessRun, Waiter
-from workflows._engine.runtime import Invocation
+from workflows._engine.records import dump_journal, parse_journal
 from workflows.codec import decode_event, encode_event
 from workflows.errors import BatonError, InvalidInputError, WorkflowTimeoutError
-from workflows.events import Event
+from workflows.events import Event, event_class
 
 if TYPE_CHECKING:
     from workflows.workflow import Workflow
@@ -116,7 +117,7 @@ def _waiter_data(w: Waiter) -> dict[str, Any]:
             "event": [encode_event(e) for e in event]
             if isinstance(event, list)
             else encode_event(event),
-            "journal": w.inv.journal,
+            "journal": dump_journal(w.inv.journal),
             "effects_done": w.inv.effects_done,
         },
     }
@@ -130,8 +131,6 @@ def start_inprocess(workflow: Workflow, start: Event, run_id: str | None) -> Wor
 
 def resume_inprocess(workflow: Workflow, snapshot: dict[str, Any]) -> WorkflowHandler:
     """Rebuild a paused run from its snapshot; a malformed snapshot is a clear error."""
-    from workflows.events import event_class
-
     try:
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise InvalidInputError(f"unsupported snapshot version {snapshot.get('version')!r}")
@@ -152,7 +151,7 @@ def resume_inprocess(workflow: Workflow, snapshot: dict[str, Any]) -> WorkflowHa
                 data["step"],
                 event,
                 data["attempt"],
-                dict(data["journal"]),
+                parse_journal(dict(data["journal"])),
                 data["effects_done"],
             )
             run.waiters.append(

@@ -8,32 +8,29 @@ to JSON and resumed elsewhere.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from workflows._engine import core
-from workflows._engine.executor import Completed, Failed, Parking, Suspended, execute
-from workflows._engine.runtime import MISSING, Invocation
-from workflows.codec import decode_event, encode_event
+from workflows._engine.backend import MISSING, Invocation
+from workflows._engine.executor import Completed, Failed, Suspended, create_untracked_task, execute
+from workflows._engine.memory import MemoryBackend
+from workflows._engine.records import JournalEntry
+from workflows.codec import encode_event
 from workflows.context import Context
 from workflows.errors import (
     BatonError,
     ChildWorkflowError,
-    ConfigurationError,
     ErrorInfo,
     RunCancelledError,
-    ToolError,
     error_from_info,
 )
 from workflows.events import Event, InputRequiredEvent, StopEvent
-from workflows.step import Mode
+from workflows.workflow import require_workflow
 
 if TYPE_CHECKING:
-    from workflows.tools import ToolSpec
     from workflows.workflow import Workflow
-
-_ids = itertools.count()
 
 
 @dataclass
@@ -53,7 +50,8 @@ class Waiter:
 
 
 class InProcessRun:
-    """One run in memory; also the StepBackend its steps' Contexts talk to."""
+    """One run in memory, driven through the pure core; its steps' Contexts talk to its
+    :class:`MemoryBackend` (as a worker's StepTask drives a step against a RedisBackend)."""
 
     def __init__(self, workflow: Workflow, run_id: str, root: InProcessRun | None = None) -> None:
         self.workflow = workflow
@@ -73,6 +71,7 @@ class InProcessRun:
         self.status = "running"
         self.error: ErrorInfo | None = None
         self.answerable = True
+        self.backend = MemoryBackend(self)
 
     # --- driving the run ---------------------------------------------------------------
 
@@ -87,7 +86,7 @@ class InProcessRun:
     def schedule(self, inv: Invocation) -> None:
         if self.done.done():
             return
-        task = asyncio.get_running_loop().create_task(self._run(inv))
+        task = create_untracked_task(self._run(inv))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -95,8 +94,7 @@ class InProcessRun:
         step = self.spec.steps[inv.step]
         async with self.limits[inv.step]:
             while not self.done.done():
-                inv.parking = Parking()
-                outcome = await execute(self.workflow, step, Context(self, inv), inv, inv.parking)
+                outcome = await execute(self.workflow, step, Context(self.backend, inv), inv)
                 if isinstance(outcome, Suspended):
                     return
                 if isinstance(outcome, Completed):
@@ -175,82 +173,13 @@ class InProcessRun:
         for waiter in list(self.waiters):
             if waiter.matches(event):
                 self.waiters.remove(waiter)
-                waiter.inv.journal[waiter.call_id] = {"event": encode_event(event)}
+                waiter.inv.journal[waiter.call_id] = JournalEntry.event(encode_event(event))
                 waiter.run.log.append(event)
                 waiter.run.schedule(waiter.inv)
                 return
         self.log.append(event)
-        self.dispatch(core.route(self.spec, f"ext{next(_ids)}", [(event, step)], batch=False))
-
-    # --- StepBackend --------------------------------------------------------------------
-
-    async def call_tool(
-        self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
-    ) -> Any:
-        try:
-            value = await spec.invoke(args, call_id)
-        except ToolError as exc:
-            inv.journal[call_id] = {"error": exc.to_info(exc.attempts).model_dump()}
-            raise
-        inv.journal[call_id] = {"ok": value}
-        return value
-
-    async def run_child(
-        self, inv: Invocation, call_id: str, workflow: str, start: Event, mode: Mode | None
-    ) -> Any:
-        return await run_child_inline(inv, call_id, workflow, start, self.run_id, self.root)
-
-    async def wait_event(
-        self,
-        inv: Invocation,
-        call_id: str,
-        event_type: type[Event],
-        waiter_event: Event | None,
-        requirements: dict[str, Any],
-    ) -> Event:
-        if not self.root.answerable:
-            raise ConfigurationError(
-                f"{type(self.workflow).name} waits for an event, but it runs in-process inside a "
-                "worker where no event can reach it; run it as a distributed child workflow"
-            )
-        if waiter_event is not None:
-            self.log.append(waiter_event)
-            self.publish(waiter_event)
-        self.root.waiters.append(Waiter(self, inv, call_id, event_type, requirements))
-        return await inv.parking.park(call_id)  # type: ignore[no-any-return]
-
-    def effect(self, inv: Invocation, pos: str, kind: str, event: Event, step: str | None) -> None:
-        self.log.append(event)
-        if kind == "stream":
-            self.publish(event)
-        else:
-            self.dispatch(core.route_sent(self.spec, inv.id, pos, event, step))
-
-    def collect(
-        self, inv: Invocation, call_id: str, buffer_id: str, event: Event, expected: list[str]
-    ) -> list[Event] | None:
-        buffer = self.buffers.setdefault(buffer_id, [])
-        buffer.append((type(event).type_tag, encode_event(event)))
-        chosen = None
-        if len(buffer) >= len(expected):  # else not all in yet: skip the O(n) match
-            chosen = core.collect_match([tag for tag, _ in buffer], expected)
-        if chosen is None:
-            inv.journal[call_id] = {"ok": None}
-            return None
-        taken = [buffer[i][1] for i in chosen]
-        used = set(chosen)
-        self.buffers[buffer_id] = [b for i, b in enumerate(buffer) if i not in used]
-        inv.journal[call_id] = {"ok": taken}
-        return [decode_event(e) for e in taken]
-
-    async def store_get(self, key: str) -> Any:
-        return self.store.get(key, MISSING)
-
-    async def store_set(self, key: str, value: Any) -> None:
-        self.store[key] = value
-
-    async def store_delete(self, key: str) -> None:
-        self.store.pop(key, None)
+        parent = f"ext-{uuid.uuid4().hex}"
+        self.dispatch(core.route(self.spec, parent, [(event, step)], batch=False))
 
 
 async def run_child_inline(
@@ -266,8 +195,6 @@ async def run_child_inline(
 
     ``answerable=False``: nobody can send this child an event (it runs inline in a worker).
     """
-    from workflows.workflow import require_workflow
-
     child = InProcessRun(require_workflow(workflow)(), f"{parent_run}.{call_id}", root)
     child.answerable = answerable
     child.start(start)
@@ -275,12 +202,8 @@ async def run_child_inline(
         value = await child.done
     except BatonError as exc:
         info = exc.to_info()
-        inv.journal[call_id] = {"error": info.model_dump()}
-        raise ChildWorkflowError(
-            f"child workflow {workflow} failed: {info.type}: {info.message}",
-            workflow=workflow,
-            child_error=info.model_dump(),
-        ) from exc
+        inv.journal[call_id] = JournalEntry.error(info)
+        raise ChildWorkflowError.of(workflow, info) from exc
     value = encode_event(value) if isinstance(value, Event) else value
-    inv.journal[call_id] = {"ok": value}
+    inv.journal[call_id] = JournalEntry.ok(value)
     return value

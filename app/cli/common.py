@@ -1,0 +1,94 @@
+"""What every ``baton`` command shares: the Typer app, consoles, error handling, formatting.
+
+Expected failures are Baton errors (Redis being down included: the store's queries raise
+``StoreUnavailableError``), invalid settings and a bad topology; ``handled`` turns each into
+one ``error:`` line and exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+
+from app.celery_app import create_app
+from app.client import Client
+from config import Settings, TopologyError
+from tasks.runtime import Runtime
+from workflows.errors import BatonError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="baton",
+    help="Baton: event-driven workflows on Celery + Redis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+STATUS_STYLE = {"running": "cyan", "completed": "green", "failed": "red", "cancelled": "yellow"}
+KIND_STYLE = {"stop": "green", "failed": "red", "cancelled": "yellow", "retry": "magenta"}
+
+RunId = Annotated[str, typer.Argument(help="a run id, as printed by `baton submit`")]
+
+
+def handled(fn: Callable[P, R]) -> Callable[P, R]:
+    """Expected failures become one ``error:`` line and exit code 1; Ctrl-C exits 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (BatonError, ValidationError, TopologyError) as exc:
+            err.print(f"[red]error:[/] {escape(one_line(exc))}", soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def one_line(exc: BaseException) -> str:
+    """The error as one line; a settings error names the ``BATON_*`` variable."""
+    text = exc.message if isinstance(exc, BatonError) else str(exc)
+    if isinstance(exc, ValidationError) and exc.title == "Settings":
+        text = "; ".join(_env_error(e["loc"], e["msg"]) for e in exc.errors())
+    lines = [line.strip() for line in text.splitlines()]
+    return "; ".join(line for line in lines if line and not line.startswith("For further"))
+
+
+def _env_error(loc: tuple[int | str, ...], msg: str) -> str:
+    name = "_".join(map(str, loc)).upper()
+    if not name:
+        return msg
+    return f"{name if name.startswith('BATON_') else 'BATON_' + name}: {msg}"
+
+
+def runtime() -> Runtime:
+    """The runtime for the ``BATON_*`` settings (read per command, so errors are handled)."""
+    return create_app(Settings())[1]
+
+
+def client() -> Client:
+    return Client(runtime=runtime())
+
+
+def when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def status_text(state: str) -> str:
+    return f"[{STATUS_STYLE.get(state, 'white')}]{escape(state)}[/]"
+
+
+def kind_text(kind: str) -> str:
+    return f"[{KIND_STYLE.get(kind, 'white')}]{escape(kind)}[/]"

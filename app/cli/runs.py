@@ -1,0 +1,229 @@
+"""Commands on runs: submit, status, events, timeline, runs, cancel, retry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from app.cli.common import (
+    STATUS_STYLE,
+    RunId,
+    app,
+    client,
+    handled,
+    kind_text,
+    out,
+    status_text,
+    when,
+)
+from app.client import RunHandle
+from tasks import queries
+from tasks.protocol import END_KINDS, LogEntry, RunStatus
+from tasks.runtime import Runtime
+from workflows.codec import decode_event, loads, to_jsonable
+from workflows.errors import InvalidInputError, RunError
+from workflows.events import StartEvent
+from workflows.workflow import require_workflow
+
+RETRYABLE = (RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+@app.command()
+@handled
+def submit(
+    workflow: Annotated[str, typer.Argument(help="a registered workflow name")],
+    input: Annotated[
+        str,
+        typer.Option("--input", "-i", help="start event fields as a JSON object, or @file.json"),
+    ] = "{}",
+    key: Annotated[str | None, typer.Option("--key", help="idempotency key")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for the result")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to --wait")] = 60.0,
+) -> None:
+    """Submit a run; prints its id (and, with --wait, its result as JSON)."""
+    data = _json_object(input)
+    baton = client()
+    start = require_workflow(workflow).make_start_event(**data)
+    handle = baton.submit(workflow, start, idempotency_key=key)
+    typer.echo(handle.run_id)
+    if wait:
+        _print_result(handle, timeout)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise InvalidInputError(f"--input {text}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--input is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError("--input must be a JSON object of start event fields")
+    return data
+
+
+def _print_result(handle: RunHandle, timeout: float) -> None:
+    try:
+        result = handle.result(timeout=timeout)
+    except RunError as exc:
+        raise RunError(
+            f"run {handle.run_id} {handle.status()}: {type(exc).__name__}: {exc.message}"
+        ) from exc
+    typer.echo(json.dumps(to_jsonable(result)))
+
+
+@app.command()
+@handled
+def status(run_id: RunId) -> None:
+    """A run's workflow, status, times, parent and its result or error."""
+    record = queries.require_run(client().runtime, run_id)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row("run", record.run_id)
+    grid.add_row("workflow", record.workflow)
+    grid.add_row("status", status_text(record.status.value))
+    grid.add_row("created", when(record.created))
+    grid.add_row("updated", f"{when(record.updated)} (+{record.updated - record.created:.3f}s)")
+    if record.parent_run:
+        grid.add_row("parent", record.parent_run)
+    if record.error:
+        grid.add_row("error", escape(f"{record.error.type}: {record.error.message}"))
+    if record.status is RunStatus.COMPLETED and record.result is not None:
+        grid.add_row("result", escape(record.result))
+    out.print(grid)
+
+
+@app.command()
+@handled
+def events(
+    run_id: RunId,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep tailing until the end")
+    ] = False,
+) -> None:
+    """Every entry of a run's event stream, one per line; --follow tails it live."""
+    rt = client().runtime
+    queries.require_run(rt, run_id)  # an unknown run is an error, not an empty tail
+    first: float | None = None
+    for entry in _entries(rt, run_id, follow):
+        seconds = entry.ms / 1000
+        first = seconds if first is None else first
+        name, detail = _summary(entry.data)
+        offset = f"+{seconds - first:.3f}s".rjust(10)
+        typer.echo(f"{offset}  {entry.kind.value:<9} {name} {detail}".rstrip())
+
+
+def _entries(rt: Runtime, run_id: str, follow: bool) -> Iterator[LogEntry]:
+    last = "0-0"
+    while True:
+        got = queries.follow_log(rt, run_id, last, block_ms=1000 if follow else None, count=500)
+        if not got and not follow:
+            return
+        for entry in got:
+            last = entry.id
+            yield entry
+            if follow and entry.kind in END_KINDS:
+                return
+
+
+def _summary(data: Any) -> tuple[str, str]:
+    """An entry as (what, detail): an event's type and fields, an error's type and message."""
+    if isinstance(data, dict) and "type" in data and "data" in data:
+        return str(data["type"]), json.dumps(data["data"], separators=(",", ":"))
+    if isinstance(data, dict) and "type" in data and "message" in data:
+        return str(data["type"]), str(data["message"])
+    return "", json.dumps(data, separators=(",", ":"))
+
+
+@app.command()
+@handled
+def timeline(run_id: RunId) -> None:
+    """A run's event stream as a table: time offset, kind, what, data."""
+    rt = client().runtime
+    queries.require_run(rt, run_id)
+    entries = queries.log_entries(rt, run_id)
+    table = Table(title=f"run {run_id}", header_style="bold")
+    table.add_column("offset", justify="right", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("what", no_wrap=True)
+    table.add_column("data", overflow="fold")
+    start = entries[0].ms if entries else 0
+    for entry in entries:
+        name, detail = _summary(entry.data)
+        table.add_row(
+            f"+{(entry.ms - start) / 1000:.3f}s",
+            kind_text(entry.kind.value),
+            escape(name),
+            escape(detail),
+        )
+    out.print(table)
+
+
+@app.command()
+@handled
+def runs(
+    status: Annotated[
+        str | None, typer.Option("--status", "-s", help="only runs in this status")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
+) -> None:
+    """The most recent runs, newest first."""
+    if status is not None and status not in STATUS_STYLE:
+        raise InvalidInputError(f"unknown status {status!r} (one of: {', '.join(STATUS_STYLE)})")
+    infos = client().runs(status=status, limit=limit)
+    table = Table(header_style="bold")
+    table.add_column("run", no_wrap=True, min_width=32)
+    for column in ("workflow", "status", "created", "took", "error"):
+        table.add_column(column)
+    for info in infos:
+        took = f"{info.updated - info.created:.3f}s" if info.status != "running" else ""
+        error = escape(info.error.type) if info.error else ""
+        table.add_row(
+            info.run_id, info.workflow, status_text(info.status), when(info.created), took, error
+        )
+    out.print(table)
+
+
+@app.command()
+@handled
+def cancel(run_id: RunId) -> None:
+    """Cancel a run and its children: no further step starts, queued tasks are revoked."""
+    handle = client().get(run_id)
+    handle.info()
+    if handle.cancel():
+        out.print(f"cancelled run {run_id}")
+    else:
+        out.print(f"run {run_id} had already ended: {status_text(handle.status())}")
+
+
+@app.command()
+@handled
+def retry(
+    run_id: RunId,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for the result")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to --wait")] = 60.0,
+) -> None:
+    """Submit a failed or cancelled run's input again, as a new run (prints its id)."""
+    baton = client()
+    record = queries.require_run(baton.runtime, run_id)
+    if record.input is None:
+        raise InvalidInputError(f"no run {run_id!r} (never submitted, or expired)")
+    if record.status not in RETRYABLE:
+        raise InvalidInputError(
+            f"run {run_id} is {record.status.value}; only failed or cancelled runs can be retried"
+        )
+    start = decode_event(loads(record.input))
+    if not isinstance(start, StartEvent):
+        raise InvalidInputError(f"run {run_id} has no start event to submit again")
+    handle = baton.submit(record.workflow, start)
+    typer.echo(handle.run_id)
+    if wait:
+        _print_result(handle, timeout)

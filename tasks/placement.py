@@ -1,0 +1,79 @@
+"""Placement, with no I/O: which queue a step or tool runs on, in-process or distributed, and the
+time limits of its task message — from code, overridden by the topology file.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+from config import Topology
+from tasks.protocol import TOOL_TASK_PREFIX, Message, StepArgs, ToolArgs
+from workflows.step import Mode
+from workflows.tools import ToolSpec
+from workflows.workflow import Workflow, require_workflow
+
+TOOL_GRACE = 5.0  # hard limit after the soft one, for a tool to report its timeout
+ASYNC_BACKSTOP = 1.0  # an async tool stops at its timeout; the soft limit is only a backstop
+STEP_GRACE = 10.0  # a step's own timeout is enforced by asyncio; the hard limit after it
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Routing and limits for a topology, a default mode and the longest allowed time limit."""
+
+    topology: Topology
+    default_mode: Mode
+    max_time_limit: float
+
+    def step_queue(self, workflow: type[Workflow], step: str) -> str:
+        spec = workflow.spec.steps[step]
+        fallback = self.topology.routes.get(workflow.name) or workflow.queue
+        return self.topology.queue_for(f"{workflow.name}.{step}", spec.options.queue, fallback)
+
+    def tool_queue(self, spec: ToolSpec) -> str:
+        fallback = "tools" if "tools" in self.topology.queues else None
+        return self.topology.queue_for(tool_task_name(spec.name), spec.queue, fallback)
+
+    def tool_mode(self, spec: ToolSpec) -> Mode:
+        return self.topology.modes.get(tool_task_name(spec.name)) or spec.mode or self.default_mode
+
+    def child_mode(self, workflow: str, requested: Mode | None) -> Mode:
+        cls = require_workflow(workflow)
+        return requested or self.topology.modes.get(workflow) or cls.mode or self.default_mode
+
+    def step_message(self, workflow: str, step: str, args: StepArgs) -> Message:
+        cls = require_workflow(workflow)
+        timeout = cls.spec.steps[step].options.timeout
+        limit = self.max_time_limit if timeout is None else timeout + STEP_GRACE
+        name = step_task_name(workflow, step)
+        return Message(name, args, self.step_queue(cls, step), time_limit=limit)
+
+    def tool_message(
+        self, spec: ToolSpec, args: ToolArgs, countdown: float | None = None
+    ) -> Message:
+        # A sync tool is stopped by Celery's soft limit (a signal in the pool process); an async
+        # one by asyncio at its timeout, with the soft limit a second later only as a backstop,
+        # so the signal cannot land while the timeout is being reported.
+        soft = spec.timeout
+        if soft is not None and inspect.iscoroutinefunction(spec.fn):
+            soft += ASYNC_BACKSTOP
+        hard = self.max_time_limit if soft is None else soft + TOOL_GRACE
+        return Message(
+            tool_task_name(spec.name),
+            args,
+            self.tool_queue(spec),
+            countdown=countdown,
+            soft_time_limit=soft,
+            time_limit=hard,
+        )
+
+
+def step_task_name(workflow: str, step: str) -> str:
+    """``Research.score``: how a step's task reads in Flower."""
+    return f"{workflow}.{step}"
+
+
+def tool_task_name(tool: str) -> str:
+    """``tool.sentiment``: how a tool's task reads in Flower."""
+    return f"{TOOL_TASK_PREFIX}{tool}"

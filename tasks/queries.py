@@ -1,0 +1,180 @@
+"""The read side of the store: what the client, the CLI and metrics may ask Redis.
+
+``app/`` never talks to Redis itself; it calls these. Each function turns a lost or silent
+Redis (``ConnectionError``, ``TimeoutError``, or any other refusal) into
+:class:`StoreUnavailableError`, so callers
+only ever handle Baton errors. Records are the typed ones of :mod:`tasks.protocol`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis
+
+from tasks.protocol import DeadLetter, LogEntry, RunRecord, parse_entry
+from workflows.errors import InvalidInputError, PayloadError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from tasks.runtime import Runtime
+
+T = TypeVar("T")
+DEFAULT_SCAN = 1000  # how many of the newest run ids ``recent_runs`` looks at, at least
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn Redis being down or silent into a one-line :class:`StoreUnavailableError`."""
+    try:
+        yield
+    except redis.TimeoutError as exc:
+        raise StoreUnavailableError(f"Redis did not answer in time: {_one_line(exc)}") from exc
+    except redis.ConnectionError as exc:
+        raise StoreUnavailableError(f"Redis is unreachable: {_one_line(exc)}") from exc
+    except redis.RedisError as exc:  # out of memory, read-only replica, ...: still one line
+        raise StoreUnavailableError(f"Redis refused: {_one_line(exc)}") from exc
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """``fn()`` under :func:`store_errors` (for calls into run operations from ``app/``)."""
+    with store_errors():
+        return fn()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def run_record(rt: Runtime, run_id: str) -> RunRecord | None:
+    """The run's hash, or None if it was never created or has expired."""
+    with store_errors():
+        raw = rt.redis.hgetall(rt.keys.run(run_id))
+    return RunRecord.parse(run_id, raw) if raw else None
+
+
+def require_run(rt: Runtime, run_id: str) -> RunRecord:
+    """The run's hash; an unknown run is bad input (the CLI's and client's one message)."""
+    record = run_record(rt, run_id)
+    if record is None:
+        raise InvalidInputError(f"no run {run_id!r} (never submitted, or expired)")
+    return record
+
+
+def recent_runs(rt: Runtime, status: str | None = None, limit: int = 100) -> list[RunRecord]:
+    """Newest runs first, only those in ``status`` if given; expired ones are skipped."""
+    k = rt.keys
+    with store_errors():
+        ids = [str(i) for i in rt.redis.zrevrange(k.runs(), 0, max(limit * 10, DEFAULT_SCAN))]
+        states = _pipelined(rt, [("hget", k.run(i), "status") for i in ids])
+        found = [(i, s) for i, s in zip(ids, states, strict=True) if s is not None]
+        wanted = [i for i, s in found if status is None or s == status][:limit]
+        raws = _pipelined(rt, [("hgetall", k.run(i)) for i in wanted])
+    return [RunRecord.parse(i, raw) for i, raw in zip(wanted, raws, strict=True) if raw]
+
+
+def status_counts(rt: Runtime, sample: int) -> Counter[str]:
+    """How many of the latest ``sample`` runs are in each status."""
+    with store_errors():
+        ids = rt.redis.zrevrange(rt.keys.runs(), 0, max(sample, 1) - 1)
+        states = _pipelined(rt, [("hget", rt.keys.run(str(i)), "status") for i in ids])
+    return Counter(str(s) for s in states if s is not None)
+
+
+def _pipelined(rt: Runtime, calls: list[tuple[Any, ...]]) -> list[Any]:
+    """Run ``(command, *args)`` calls in one round trip (no transaction)."""
+    if not calls:
+        return []
+    pipe = rt.redis.pipeline(transaction=False)
+    for name, *args in calls:
+        getattr(pipe, name)(*args)
+    return list(pipe.execute())
+
+
+# --- the run log ---------------------------------------------------------------------------
+
+
+def log_entries(rt: Runtime, run_id: str) -> list[LogEntry]:
+    """The run's whole event stream, oldest first."""
+    with store_errors():
+        raw = rt.redis.xrange(rt.keys.events(run_id))
+    return [parse_entry(entry_id, fields) for entry_id, fields in raw]
+
+
+def follow_log(
+    rt: Runtime,
+    run_id: str,
+    after: str = "0-0",
+    block_ms: int | None = None,
+    count: int | None = None,
+) -> list[LogEntry]:
+    """Entries after the id ``after``; with ``block_ms``, wait up to that long for one."""
+    with store_errors():
+        got = rt.redis.xread({rt.keys.events(run_id): after}, count=count, block=block_ms)
+    return [parse_entry(i, fields) for _, entries in got or [] for i, fields in entries]
+
+
+# --- dead letters, queues, the broker ------------------------------------------------------
+
+
+def dead_letters(rt: Runtime, limit: int) -> tuple[int, list[DeadLetter]]:
+    """How many dead letters there are, and the newest ``limit`` of them."""
+    key = rt.keys.dead_letters()
+    with store_errors():
+        total, raw = _pipelined(rt, [("llen", key), ("lrange", key, 0, max(limit, 1) - 1)])
+    return int(total), [_dead_letter(str(item)) for item in raw[: max(limit, 0)]]
+
+
+def _dead_letter(text: str) -> DeadLetter:
+    """An unreadable entry is shown as such: the list is where garbage lands."""
+    try:
+        return DeadLetter.from_json(text)
+    except PayloadError as exc:
+        return DeadLetter(f"unreadable dead letter: {exc.message}", {}, text)
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    """Sizes read in one round trip for metrics."""
+
+    queue_depths: dict[str, int]  # messages waiting per queue
+    unacked: int  # messages taken by a worker and not yet acknowledged
+    dead_letters: int
+    runs_indexed: int  # run ids in the runs index (expired runs included)
+
+
+def store_counts(rt: Runtime, queues: list[str]) -> StoreCounts:
+    """Queue depths, unacknowledged messages, dead letters and the runs index's size."""
+    k = rt.keys
+    calls: list[tuple[Any, ...]] = [("llen", k.queue(q)) for q in queues]
+    calls += [("hlen", k.unacked()), ("llen", k.dead_letters()), ("zcard", k.runs())]
+    with store_errors():
+        *depths, unacked, dead, indexed = _pipelined(rt, calls)
+    return StoreCounts(
+        {q: int(n) for q, n in zip(queues, depths, strict=True)},
+        int(unacked),
+        int(dead),
+        int(indexed),
+    )
+
+
+# --- reachability --------------------------------------------------------------------------
+
+
+def ping(url: str) -> None:
+    """Check that the Redis at ``url`` answers; any Redis error is StoreUnavailableError.
+
+    The message never contains the URL (it may hold a password)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise StoreUnavailableError(f"Redis does not answer: {_one_line(exc)}") from exc
+    finally:
+        client.close()

@@ -1,0 +1,100 @@
+"""The body of every tool task: run one attempt, retry by policy, answer the suspended step.
+
+A tool's failure never fails the task: it is journaled as data (ToolError: type, message,
+attempts) for the calling step to handle. The call id is the tool's idempotency key, the same
+on every attempt and redelivery; a call already answered is never executed again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from tasks import runs
+from tasks.protocol import LogKind, RetryNote, RunStatus, ToolArgs, log_fields
+from tasks.runtime import MAX_DELIVERIES, Runtime
+from workflows._engine.records import JournalEntry
+from workflows.errors import ToolError, ToolTimeout
+from workflows.tools import ToolSpec, as_tool_error, get_tool
+
+
+def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None) -> None:
+    k, run_id = rt.keys, args.run_id
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.hget(k.run(run_id), "status")
+    pipe.hexists(k.journal(run_id, args.inv_id), args.call_id)
+    pipe.hincrby(k.deliveries(run_id), task_id or f"{args.call_id}:{args.attempt}", 1)
+    pipe.hexists(k.done(run_id), args.inv_id)
+    status, answered, delivered, step_done = pipe.execute()
+    if status != RunStatus.RUNNING or answered or step_done:
+        pipe = rt.redis.pipeline(transaction=False)
+        rt.finished(pipe, run_id, task_id)
+        pipe.execute()
+        return
+    spec = get_tool(name)
+    if delivered > MAX_DELIVERIES:
+        err = ToolError(
+            f"tool {name} was delivered {delivered} times (its worker keeps dying)",
+            tool=name,
+            type="WorkerLost",
+            attempts=args.attempt,
+            retryable=False,
+        )
+        runs.answer_call(rt, args.address, JournalEntry.error(err.to_info()), task_id)
+        return
+    value, error = _attempt(rt, spec, args)
+    # The soft limit's signal fires once; if it lands while the outcome is being reported,
+    # report it again rather than lose it.
+    for _ in range(2):
+        try:
+            _report(rt, spec, args, task_id, value, error)
+            return
+        except SoftTimeLimitExceeded:
+            continue
+
+
+def _attempt(rt: Runtime, spec: ToolSpec, args: ToolArgs) -> tuple[Any, ToolError | None]:
+    """One attempt: the tool's value, or its failure as a ToolError."""
+    try:
+        coro = spec.invoke_once(args.args, args.call_id, args.attempt, in_worker=True)
+        return rt.run(coro), None
+    except SoftTimeLimitExceeded:
+        timeout = ToolTimeout(
+            f"tool {spec.name} timed out after {spec.timeout}s",
+            tool=spec.name,
+            type="ToolTimeout",
+            attempts=args.attempt,
+        )
+        return None, timeout
+    except Exception as exc:
+        return None, as_tool_error(spec.name, exc, args.attempt)
+
+
+def _report(
+    rt: Runtime,
+    spec: ToolSpec,
+    args: ToolArgs,
+    task_id: str | None,
+    value: Any,
+    error: ToolError | None,
+) -> None:
+    """Answer the call, or send the next attempt when the policy allows one."""
+    if error is None:
+        runs.answer_call(rt, args.address, JournalEntry.ok(value), task_id)
+        return
+    attempt = args.attempt
+    if error.retryable and spec.retry.allows(attempt + 1):
+        delay = spec.retry.delay_before(attempt + 1)
+        message = rt.placement.tool_message(spec, replace(args, attempt=attempt + 1), delay or None)
+        note = RetryNote(
+            what="tool", name=spec.name, attempt=attempt + 1, error=error.to_info(attempt)
+        )
+        pipe = rt.redis.pipeline(transaction=False)
+        pipe.xadd(rt.keys.events(args.run_id), log_fields(LogKind.RETRY, note.model_dump_json()))
+        rt.send([message], pipe)
+        rt.finished(pipe, args.run_id, task_id)
+        pipe.execute()
+        return
+    runs.answer_call(rt, args.address, JournalEntry.error(error.to_info(attempt)), task_id)

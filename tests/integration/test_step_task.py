@@ -1,0 +1,125 @@
+"""The step and tool task bodies driven by hand against the test Redis, with no worker.
+
+Each message a task sends is popped from its queue list and run here, so every hop's writes
+(journal, wait record, in-flight records, done markers, the run's end) can be checked between
+hops. A private key prefix keeps the session's workers away from these queues.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from app.celery_app import create_app
+from config import Settings
+from tasks import runs
+from tasks.protocol import LogKind, RunStatus, StepArgs, ToolArgs, parse_entry
+from tasks.runtime import Runtime
+from tasks.step_task import StepTask
+from tasks.tool_task import run_tool
+from tests.harness import RedisServer
+from tests.integration.flows import Numbers
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def rt(redis_server: RedisServer) -> Runtime:
+    settings = Settings(
+        redis_url=redis_server.url,
+        key_prefix=f"bare{uuid.uuid4().hex[:8]}",
+        imports=["examples", "tests.integration.flows"],
+    )
+    return create_app(settings)[1]
+
+
+def pop(rt: Runtime, queue: str) -> tuple[str, list[Any], str]:
+    """The oldest message of ``queue``: task name, positional args, task id."""
+    raw = rt.redis.rpop(rt.keys.queue(queue))
+    assert raw is not None, f"no message on {queue}"
+    envelope = json.loads(raw)
+    args, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
+    assert kwargs == {}
+    return envelope["headers"]["task"], args, envelope["headers"]["id"]
+
+
+def run_step(rt: Runtime, queue: str = "itest") -> tuple[str, StepArgs]:
+    name, args, task_id = pop(rt, queue)
+    workflow, step = name.split(".")
+    step_args = StepArgs.from_wire(args)
+    StepTask(rt, workflow, step, step_args, task_id).run()
+    return name, step_args
+
+
+def run_tool_message(rt: Runtime, queue: str = "itest") -> ToolArgs:
+    name, args, task_id = pop(rt, queue)
+    tool_args = ToolArgs.from_wire(args)
+    run_tool(rt, name.removeprefix("tool."), tool_args, task_id)
+    return tool_args
+
+
+def test_a_run_advances_hop_by_hop_through_parks_answers_and_resumes(rt: Runtime) -> None:
+    run_id = uuid.uuid4().hex
+    runs.create_run(rt, "AddTwice", run_id, Numbers(a=1, b=2))
+    k = rt.keys
+    assert rt.redis.hlen(k.inflight(run_id)) == 1
+
+    name, first = run_step(rt)  # parks on it_add: a tool message and a wait record
+    assert name == "AddTwice.first"
+    assert rt.redis.hget(k.wait(run_id, first.inv_id), "pending") == "1"
+    assert rt.redis.llen(k.queue("itest")) == 1
+
+    tool = run_tool_message(rt)  # answers the call; the last answer resends the step
+    journal = rt.redis.hgetall(k.journal(run_id, first.inv_id))
+    assert json.loads(journal[tool.call_id]) == {"ok": 3}
+    assert not rt.redis.exists(k.wait(run_id, first.inv_id))
+
+    run_step(rt)  # replays: the journaled call returns at once; emits Summed
+    done = json.loads(rt.redis.hget(k.done(run_id), first.inv_id))
+    assert [m[0] for m in done] == ["AddTwice.second"]
+    assert not rt.redis.exists(k.journal(run_id, first.inv_id))
+
+    run_step(rt)  # second parks on its tool call
+    run_tool_message(rt)
+    run_step(rt)  # completes the run
+    assert rt.redis.hget(k.run(run_id), "status") == RunStatus.COMPLETED
+    assert json.loads(rt.redis.hget(k.run(run_id), "result")) == 6
+    assert rt.redis.hlen(k.inflight(run_id)) == 0
+    assert rt.redis.llen(k.queue("itest")) == 0
+    kinds = [parse_entry(i, f).kind for i, f in rt.redis.xrange(k.events(run_id))]
+    assert kinds == [LogKind.EVENT, LogKind.EVENT, LogKind.STOP]
+
+
+def test_a_redelivered_finished_step_resends_only_what_is_not_done_yet(rt: Runtime) -> None:
+    run_id = uuid.uuid4().hex
+    runs.create_run(rt, "AddTwice", run_id, Numbers(a=1, b=1))
+    _, first_args, first_id = pop(rt, "itest")
+    first = StepArgs.from_wire(first_args)
+    StepTask(rt, "AddTwice", "first", first, first_id).run()
+    run_tool_message(rt)
+    run_step(rt)  # first is done: AddTwice.second is queued
+    assert rt.redis.llen(rt.keys.queue("itest")) == 1
+
+    StepTask(rt, "AddTwice", "first", first, first_id).run()  # a crash's redelivery
+    assert rt.redis.llen(rt.keys.queue("itest")) == 2  # second resent: it had not run yet
+    rt.redis.rpop(rt.keys.queue("itest"))
+    run_step(rt)  # second parks on its tool call,
+    run_tool_message(rt)
+    run_step(rt)  # and finishes the run
+    StepTask(rt, "AddTwice", "first", first, first_id).run()
+    assert rt.redis.llen(rt.keys.queue("itest")) == 0  # second is done: nothing resent
+
+
+def test_a_step_of_a_finished_run_does_nothing_and_frees_its_message(rt: Runtime) -> None:
+    run_id = uuid.uuid4().hex
+    runs.create_run(rt, "AddTwice", run_id, Numbers(a=1, b=1))
+    runs.cancel_run(rt, run_id)
+    _, args, task_id = pop(rt, "itest")
+    StepTask(rt, "AddTwice", "first", StepArgs.from_wire(args), task_id).run()
+    assert rt.redis.llen(rt.keys.queue("itest")) == 0
+    assert rt.redis.hlen(rt.keys.inflight(run_id)) == 0
+    assert rt.redis.hget(rt.keys.run(run_id), "status") == RunStatus.CANCELLED

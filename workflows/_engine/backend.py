@@ -1,0 +1,99 @@
+"""The backend interface: what a Context needs from whichever runtime drives the run.
+
+The in-process runtime answers from memory (``MemoryBackend``); the Celery runtime
+(``tasks/``) from Redis (``RedisBackend``), suspending a step where an answer is not in yet.
+Steps see only :class:`workflows.Context`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from workflows._engine.records import Effect, Journal, JournalEntry, ParkedCall
+from workflows.errors import ToolError
+from workflows.events import Event
+
+if TYPE_CHECKING:
+    from workflows.step import Mode
+    from workflows.tools import ToolSpec
+
+MISSING: Any = object()
+
+
+class Parking:
+    """Where a backend parks calls it cannot answer yet, and how the executor notices."""
+
+    def __init__(self) -> None:
+        self.calls: list[ParkedCall] = []
+        self.wake: asyncio.Future[None] | None = None
+
+    async def park(self, call: ParkedCall) -> Any:
+        """Register ``call`` and wait forever (the step is cancelled and replayed later)."""
+        self.calls.append(call)
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
+        await asyncio.get_running_loop().create_future()
+
+
+@dataclass
+class Invocation:
+    """One execution of one step on one input; ``id`` is stable across replays and redelivery.
+
+    ``journal`` maps call ids to recorded answers; ``effects_done`` counts, per branch, the
+    effects already applied, so a replay never applies them twice.
+    """
+
+    id: str
+    step: str
+    event: Event | list[Event]
+    attempt: int = 1
+    journal: Journal = field(default_factory=dict)
+    effects_done: dict[str, int] = field(default_factory=dict)
+    parking: Parking = field(default_factory=Parking)
+
+    def forget_errors(self) -> None:
+        """Before a retry: keep completed calls, but let failed ones run again."""
+        self.journal = {k: v for k, v in self.journal.items() if not v.failed}
+
+
+class StepBackend(Protocol):
+    """What a Context asks of its runtime."""
+
+    run_id: str
+
+    async def call_tool(
+        self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
+    ) -> Any: ...
+    async def run_child(
+        self, inv: Invocation, call_id: str, workflow: str, start: Event, mode: Mode | None
+    ) -> Any: ...
+    async def wait_event(
+        self,
+        inv: Invocation,
+        call_id: str,
+        event_type: type[Event],
+        waiter_event: Event | None,
+        requirements: dict[str, Any],
+    ) -> Event: ...
+    def effect(self, inv: Invocation, effect: Effect) -> None: ...
+    def collect(
+        self, inv: Invocation, call_id: str, buffer_id: str, event: Event, expected: list[str]
+    ) -> list[Event] | None: ...
+    async def store_get(self, key: str) -> Any: ...
+    async def store_set(self, key: str, value: Any) -> None: ...
+    async def store_delete(self, key: str) -> None: ...
+
+
+async def call_tool_inline(
+    inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
+) -> Any:
+    """Run a tool here, under its retry policy, and journal its value or its error as data."""
+    try:
+        value = await spec.invoke(args, call_id)
+    except ToolError as exc:
+        inv.journal[call_id] = JournalEntry.error(exc.to_info(exc.attempts))
+        raise
+    inv.journal[call_id] = JournalEntry.ok(value)
+    return value
