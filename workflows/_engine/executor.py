@@ -124,37 +124,63 @@ Outcome = Completed | Failed | Suspended
 
 
 async def execute(instance: Any, spec: StepSpec, ctx: Any, inv: Invocation) -> Outcome:
-    """Run the step body once (bounded by its timeout) and classify the result."""
-    parking = inv.parking = Parking()
-    kwargs: dict[str, Any] = {spec.event_param: inv.event}  # by name: any parameter order
-    if spec.takes_ctx:
-        kwargs[spec.ctx_param] = ctx
-    coro = spec.fn(instance, **kwargs)
-    if spec.options.timeout is not None:
-        coro = asyncio.wait_for(coro, spec.options.timeout)
+    """Run the step body once (bounded by its timeout) and classify the result.
+
+    Branches are tracked by the run's tracker when it has one (an in-process run installs one
+    for its lifetime), else for the duration of this step."""
     loop = asyncio.get_running_loop()
-    with tracking_branches(loop) as tracker:
-        task: asyncio.Task[Any] = loop.create_task(coro)  # type: ignore[arg-type]
-        tracker.paths[task] = ["", 0]
-        parking.wake = wake = loop.create_future()
-
-        def _wake(_: object) -> None:
-            if not wake.done():
-                wake.set_result(None)
-
-        task.add_done_callback(_wake)
+    tracker = _tracker(loop)
+    scope = None
+    if tracker is None:
+        scope = tracking_branches(loop)
+        tracker = scope.__enter__()
+    try:
+        task, wake = _start(tracker, loop, instance, spec, ctx, inv)
         try:
             await wake
             if not task.done():
-                await _settle(task, parking)
+                await _settle(task, inv.parking)
         except asyncio.CancelledError:
             task.cancel()  # the run was cancelled or timed out: stop the step body too
             raise
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            return Suspended(list(parking.calls))
-    return _classify(spec, task)
+            return Suspended(list(inv.parking.calls))
+        return _classify(spec, task)
+    finally:
+        if scope is not None:
+            scope.__exit__(None, None, None)
+
+
+def _start(
+    tracker: BranchTracker,
+    loop: asyncio.AbstractEventLoop,
+    instance: Any,
+    spec: StepSpec,
+    ctx: Any,
+    inv: Invocation,
+) -> tuple[asyncio.Task[Any], asyncio.Future[None]]:
+    """Start the step body as the step's root branch; the future fires when it parks a call
+    or ends."""
+    kwargs: dict[str, Any] = {spec.event_param: inv.event}  # by name: any parameter order
+    if spec.takes_ctx:
+        kwargs[spec.ctx_param] = ctx
+    coro = spec.fn(instance, **kwargs)
+    if spec.options.timeout is not None:
+        coro = asyncio.wait_for(coro, spec.options.timeout)
+    task: asyncio.Task[Any] = loop.create_task(coro)  # type: ignore[arg-type]
+    tracker.paths[task] = ["", 0]
+    parking = inv.parking
+    parking.calls = []
+    parking.wake = wake = loop.create_future()
+
+    def _wake(_: object) -> None:
+        if not wake.done():
+            wake.set_result(None)
+
+    task.add_done_callback(_wake)
+    return task, wake
 
 
 async def _settle(task: asyncio.Task[Any], parking: Parking) -> None:

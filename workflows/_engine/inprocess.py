@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from workflows._engine import core
 from workflows._engine.backend import MISSING, Invocation
-from workflows._engine.executor import Completed, Failed, Suspended, create_untracked_task, execute
+from workflows._engine.executor import (
+    Completed,
+    Failed,
+    Suspended,
+    create_untracked_task,
+    execute,
+    tracking_branches,
+)
 from workflows._engine.memory import MemoryBackend
 from workflows._engine.records import JournalEntry
 from workflows.codec import encode_event
@@ -72,6 +80,10 @@ class InProcessRun:
         self.error: ErrorInfo | None = None
         self.answerable = True
         self.backend = MemoryBackend(self)
+        # a root run tracks its steps' branches for its lifetime, then gives the loop back
+        self._owned = ExitStack()
+        if root is None:
+            self._owned.enter_context(tracking_branches(asyncio.get_running_loop()))
 
     # --- driving the run ---------------------------------------------------------------
 
@@ -161,6 +173,7 @@ class InProcessRun:
         self.fail(RunCancelledError(f"run {self.run_id} was cancelled").to_info())
 
     def _close(self) -> None:
+        self._owned.close()
         self.stream.put_nowait(None)
         current = asyncio.current_task()
         for task in list(self.tasks):
