@@ -12,10 +12,9 @@ from config import Settings
 _settings = Settings(redis_url=os.environ.get("BATON_REDIS_URL", "redis://localhost:6379/0"))
 raw_app = Celery("raw")
 _conf = celery_config(_settings)
-_conf["broker_transport_options"] = {
-    **_conf["broker_transport_options"],  # type: ignore[dict-item]
-    "global_keyprefix": "raw:q:",
-}
+_transport = _conf["broker_transport_options"]
+assert isinstance(_transport, dict)
+_conf["broker_transport_options"] = {**_transport, "global_keyprefix": "raw:q:"}
 _conf.update(
     {
         "result_backend": _settings.redis_url,

@@ -24,7 +24,10 @@ T = TypeVar("T")
 
 
 def eventually(
-    check: Callable[[], T], timeout: float = 30.0, interval: float = 0.02, what: str = "condition"
+    check: Callable[[], T | None],
+    timeout: float = 30.0,
+    interval: float = 0.02,
+    what: str = "condition",
 ) -> T:
     """Poll ``check`` until it returns a truthy value (returned) or raise after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -97,7 +97,7 @@ class Recorder(Workflow):
     queue = "itest"
 
     @step
-    async def run(self, ctx: Context, ev: RecordStart) -> StopEvent:
+    async def main(self, ctx: Context, ev: RecordStart) -> StopEvent:
         ids = [await ctx.call_tool("it_record", label=ev.label)]
         ids += await asyncio.gather(
             *[ctx.call_tool("it_record", label=ev.label) for _ in range(ev.calls - 1)]
@@ -114,13 +114,14 @@ class ToolFailures(Workflow):
     queue = "itest"
 
     @step
-    async def run(self, ctx: Context, ev: Label) -> StopEvent:
+    async def main(self, ctx: Context, ev: Label) -> StopEvent:
         out: dict[str, Any] = {}
-        for name, kwargs in [
+        calls: list[tuple[str, dict[str, Any]]] = [
             ("it_flaky", {"label": ev.label}),
             ("it_broken", {}),
             ("it_sleep", {"seconds": ev.seconds}),
-        ]:
+        ]
+        for name, kwargs in calls:
             try:
                 out[name] = {"ok": await ctx.call_tool(name, **kwargs)}
             except ToolError as exc:
@@ -186,7 +187,7 @@ class FanIn(Workflow):
         if got is None:
             return None
         await ctx.store.set("collected", await ctx.store.get("collected", 0) + 1)
-        return StopEvent(result=sorted(e.i for e in got))
+        return StopEvent(result=sorted(e.i for e in got if isinstance(e, Doubled)))
 
 
 class Slow(StartEvent):
@@ -251,7 +252,7 @@ class ItInner(Workflow):
     queue = "single"
 
     @step
-    async def run(self, ctx: Context, ev: Depth) -> StopEvent:
+    async def main(self, ctx: Context, ev: Depth) -> StopEvent:
         a, b = await asyncio.gather(
             ctx.call_tool("single_add", a=ev.x, b=1), ctx.call_tool("single_add", a=ev.x, b=2)
         )
@@ -262,7 +263,7 @@ class ItMiddle(Workflow):
     queue = "single"
 
     @step
-    async def run(self, ctx: Context, ev: Depth) -> StopEvent:
+    async def main(self, ctx: Context, ev: Depth) -> StopEvent:
         results = await asyncio.gather(
             ctx.run_workflow(ItInner, Depth(x=ev.x), mode="distributed"),
             ctx.run_workflow(ItInner, Depth(x=ev.x + 10), mode="distributed"),
@@ -275,7 +276,7 @@ class ItOuter(Workflow):
     queue = "single"
 
     @step
-    async def run(self, ctx: Context, ev: Depth) -> StopEvent:
+    async def main(self, ctx: Context, ev: Depth) -> StopEvent:
         middle = await ctx.run_workflow(ItMiddle, Depth(x=ev.x), mode="distributed")
         extra = await ctx.call_tool("single_add", a=middle[0], b=middle[1])
         return StopEvent(result={"middle": middle, "sum": extra})
@@ -344,7 +345,7 @@ class RecordThenWait(Workflow):
     queue = "itest"
 
     @step
-    async def run(self, ctx: Context, ev: Label) -> StopEvent:
+    async def main(self, ctx: Context, ev: Label) -> StopEvent:
         call_id = await ctx.call_tool("it_record", label=ev.label)
         answer = await ctx.wait_for_event(Answer, waiter_event=Ask(question="go on?"))
         return StopEvent(result={"call_id": call_id, "approved": answer.approved})
@@ -361,7 +362,7 @@ class Placement(Workflow):
     queue = "itest"
 
     @step
-    async def run(self, ctx: Context, ev: Label) -> StopEvent:
+    async def main(self, ctx: Context, ev: Label) -> StopEvent:
         inline = await ctx.call_tool("where_am_i")
         remote = await ctx.call_tool("it_add", a=1, b=2)
         return StopEvent(result={"step_pid": os.getpid(), "tool_pid": inline, "sum": remote})
@@ -373,7 +374,7 @@ class ManyCalls(Workflow):
     queue = "itest"
 
     @step
-    async def run(self, ctx: Context, ev: Label) -> StopEvent:
+    async def main(self, ctx: Context, ev: Label) -> StopEvent:
         total = 0
         for i in range(8):
             total = await ctx.call_tool("it_add", a=total, b=i)
@@ -400,7 +401,7 @@ class Branches(Workflow):
     queue = "itest"
 
     @step
-    async def run(self, ctx: Context, ev: Label) -> StopEvent:
+    async def main(self, ctx: Context, ev: Label) -> StopEvent:
         async def a() -> str:
             await ctx.call_tool("it_yield", x=1)
             return str(await ctx.call_tool("it_echo", label=ev.label, value="A"))

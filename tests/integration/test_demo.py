@@ -23,7 +23,8 @@ def test_the_demo_runs_distributed_on_its_own_redis_and_workers_and_stops_them()
             check=True,
         ).stdout
     except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"demo hung; it printed:\n{exc.stdout}\n{exc.stderr}") from exc
+        printed = f"{_text(exc.stdout)}\n{_text(exc.stderr)}"
+        raise AssertionError(f"demo hung; it printed:\n{printed}") from exc
     assert "'middle': {'sum': 4, 'product': 6, 'inner': 110}" in out
     assert "ApprovalRequested" in out and "'status': 'rejected'" in out
     assert "Stopped everything the demo started." in out
@@ -33,3 +34,10 @@ def test_the_demo_runs_distributed_on_its_own_redis_and_workers_and_stops_them()
 def _stack_processes() -> set[str]:
     found = subprocess.run(["pgrep", "-f", "baton-stack-"], capture_output=True, text=True)
     return set(found.stdout.split())
+
+
+def _text(output: bytes | str | None) -> str:
+    # TimeoutExpired carries the raw bytes read so far, even with text=True
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""

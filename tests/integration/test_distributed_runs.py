@@ -13,7 +13,7 @@ import pytest
 from app.client import Client
 from tasks.protocol import StepArgs, ToolArgs
 from tests.harness import ROOT, Worker, eventually
-from tests.integration.flows import Answer
+from tests.integration.flows import Answer, Ask
 from workflows import (
     InvalidInputError,
     PayloadError,
@@ -137,7 +137,8 @@ def test_a_waiting_run_holds_no_worker_and_resumes_on_an_event_from_another_proc
 ) -> None:
     handle = client.submit("Approve", label="hitl")
     asked = next(iter(handle.stream_events(timeout=30)))
-    assert asked.question == "ok hitl?"  # type: ignore[attr-defined]
+    assert isinstance(asked, Ask)
+    assert asked.question == "ok hitl?"
     assert _idle(client)
     sender = (
         "from app.client import Client\n"
@@ -154,7 +155,8 @@ def test_a_child_waiting_for_an_answer_surfaces_it_on_the_parent_and_receives_it
 ) -> None:
     handle = client.submit("ApproveParent", label="nested")
     asked = next(iter(handle.stream_events(timeout=30)))
-    assert asked.question == "ok nested?"  # type: ignore[attr-defined]
+    assert isinstance(asked, Ask)
+    assert asked.question == "ok nested?"
     assert _idle(client)
     handle.send_event(Answer(approved=False))
     assert handle.result(timeout=30) == {"child": {"label": "nested", "approved": False}}
@@ -197,7 +199,9 @@ def test_redelivered_step_and_tool_messages_never_rerun_a_completed_call(
     # what a crash would cause: the step and the tool call delivered once more
     rt.send(
         [
-            rt.placement.step_message("RecordThenWait", "run", StepArgs(handle.run_id, inv, start)),
+            rt.placement.step_message(
+                "RecordThenWait", "main", StepArgs(handle.run_id, inv, start)
+            ),
             rt.placement.tool_message(
                 get_tool("it_record"), ToolArgs(handle.run_id, inv, call_id, {"label": "redeliver"})
             ),
@@ -237,7 +241,8 @@ def test_the_async_client_submits_streams_and_awaits_a_run(client: Client, worke
     import asyncio
 
     result, seen = asyncio.run(go())
-    assert result["documents"] == 2  # type: ignore[index]
+    assert isinstance(result, dict)
+    assert result["documents"] == 2
     assert seen[0] == "ResearchProgress" and seen[-1] == "StopEvent"
 
 

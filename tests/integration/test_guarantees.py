@@ -7,11 +7,12 @@ import random
 import signal
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from app.client import Client
+from app.client import Client, RunHandle
 from tests.harness import RedisServer, Worker, eventually, worker_env
 
 EXPECTED_CRASH_SUM = sum(i * 10 + k for i in range(4) for k in range(3))
@@ -77,13 +78,13 @@ def test_runs_survive_a_redis_restart(
     eventually(lambda: (testdir / "effects" / "restart0.exec").exists(), timeout=30)
     redis_server.restart()
     for handle in handles:
-        status = eventually(lambda h=handle: _final(h), timeout=120, what="run ended")
+        status = eventually(partial(_final, handle), timeout=120, what="run ended")
         assert status == "completed"
         assert handle.result(timeout=5) == EXPECTED_CRASH_SUM
 
 
-def _final(handle: object) -> str | None:
-    status = handle.status()  # type: ignore[attr-defined]
+def _final(handle: RunHandle) -> str | None:
+    status = handle.status()
     return status if status in ("completed", "failed", "cancelled") else None
 
 
