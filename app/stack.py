@@ -34,6 +34,7 @@ from pydantic import SecretStr
 
 from config import QueueSpec, Settings, load_topology
 from tasks import queries
+from tasks.pool import POOL_ENV, POOL_PATH
 from workflows.errors import ConfigurationError, StoreUnavailableError
 
 CELERY_APP = "app.worker:celery_app"
@@ -68,7 +69,9 @@ class Proc:
 
 
 def worker_command(queue: str, spec: QueueSpec, loglevel: str = "INFO") -> list[str]:
-    """The celery worker command line for one queue (``baton worker`` and ``baton up``)."""
+    """The celery worker command line for one queue (``baton worker`` and ``baton up``);
+    run it with :func:`pool_env` added to the environment."""
+    pool = "custom" if spec.pool == "asyncio" else spec.pool
     return [
         sys.executable,
         "-m",
@@ -79,7 +82,7 @@ def worker_command(queue: str, spec: QueueSpec, loglevel: str = "INFO") -> list[
         "-Q",
         queue,
         "-P",
-        spec.pool,
+        pool,
         "-c",
         str(spec.concurrency),
         "-n",
@@ -90,6 +93,12 @@ def worker_command(queue: str, spec: QueueSpec, loglevel: str = "INFO") -> list[
         "--loglevel",
         loglevel,
     ]
+
+
+def pool_env(spec: QueueSpec) -> dict[str, str]:
+    """What the worker's environment needs for its pool: ``asyncio`` is Celery's ``custom``
+    pool, named by a variable Celery reads when it starts."""
+    return {POOL_ENV: POOL_PATH} if spec.pool == "asyncio" else {}
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -266,7 +275,7 @@ class LocalStack:
 
     def _start_workers(self) -> None:
         procs = [
-            self._spawn(queue, worker_command(queue, spec))
+            self._spawn(queue, worker_command(queue, spec), {**self.env, **pool_env(spec)})
             for queue, spec in self.topology.queues.items()
         ]
         deadline = time.monotonic() + self.ready_timeout

@@ -14,11 +14,15 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from workflows.errors import TopologyError
 
-Pool = Literal["prefork", "threads", "solo"]
+Pool = Literal["prefork", "threads", "solo", "asyncio"]
 
 
 class QueueSpec(BaseModel):
-    """A queue and the worker pool that serves it."""
+    """A queue and the worker pool that serves it.
+
+    ``prefork``: a process per slot (CPU-bound or isolated work; hard time limits hold).
+    ``asyncio``: one event loop keeps ``concurrency`` steps and tools in flight at once
+    (IO-bound, async: LLM and HTTP calls). ``threads`` and ``solo``: Celery's own."""
 
     pool: Pool = "prefork"
     concurrency: int = Field(default=2, ge=1)

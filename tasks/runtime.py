@@ -20,6 +20,7 @@ from celery import Celery
 from config import Settings, Topology, load_topology
 from tasks import scripts
 from tasks.keys import Keys
+from tasks.loop import current_loop
 from tasks.placement import Placement
 from tasks.protocol import InflightRecord, Message
 from tasks.publish import Publisher
@@ -62,7 +63,11 @@ class Runtime:
         return self._scripts[name]
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine to completion on this thread's event loop (kept across tasks)."""
+        """Run a coroutine to completion: on the asyncio pool's shared loop when this task runs
+        in one, else on this thread's own event loop (kept across tasks)."""
+        shared = current_loop.get()
+        if shared is not None:
+            return shared.run(coro)
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
         if loop is None or loop.is_closed() or getattr(self._local, "pid", 0) != os.getpid():
             loop = self._local.loop = asyncio.new_event_loop()

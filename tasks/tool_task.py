@@ -7,6 +7,7 @@ on every attempt and redelivery; a call already answered is never executed again
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +18,7 @@ from tasks.protocol import LogKind, RetryNote, RunStatus, ToolArgs, log_fields
 from tasks.runtime import MAX_DELIVERIES, Runtime
 from workflows._engine.records import JournalEntry
 from workflows.errors import ToolError, ToolTimeout
-from workflows.tools import ToolSpec, as_tool_error, get_tool
+from workflows.tools import SyncMode, ToolSpec, as_tool_error, get_tool
 
 
 def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None) -> None:
@@ -57,8 +58,11 @@ def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None)
 
 def _attempt(rt: Runtime, spec: ToolSpec, args: ToolArgs) -> tuple[Any, ToolError | None]:
     """One attempt: the tool's value, or its failure as a ToolError."""
+    # Celery's soft limit is a signal, delivered to the main thread only (prefork, solo); on a
+    # pool thread a sync tool runs on a thread of its own, bounded by asyncio instead.
+    sync: SyncMode = "inline" if threading.current_thread() is threading.main_thread() else "thread"
     try:
-        coro = spec.invoke_once(args.args, args.call_id, args.attempt, in_worker=True)
+        coro = spec.invoke_once(args.args, args.call_id, args.attempt, sync)
         return rt.run(coro), None
     except SoftTimeLimitExceeded:
         timeout = ToolTimeout(

@@ -19,6 +19,9 @@ from typing import Any, TypeVar
 
 import redis
 
+from app.stack import pool_env
+from config import QueueSpec
+
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
@@ -139,7 +142,7 @@ class Worker:
             "-c",
             str(self.concurrency),
             "-P",
-            self.pool,
+            "custom" if self.pool == "asyncio" else self.pool,
             "-n",
             self.name,
             "-E",
@@ -152,7 +155,7 @@ class Worker:
             self.proc = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, **pool_env(QueueSpec.model_validate({"pool": self.pool}))},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

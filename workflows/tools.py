@@ -12,7 +12,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -30,6 +30,7 @@ from workflows.retry import NO_RETRY, Retry
 from workflows.step import Mode
 
 F = TypeVar("F", bound=Callable[..., Any])
+SyncMode = Literal["inline", "thread", "auto"]
 _TOOLS: dict[str, ToolSpec] = {}
 
 
@@ -77,21 +78,23 @@ class ToolSpec:
         return {name: getattr(model, name) for name in type(model).model_fields}
 
     async def invoke_once(
-        self, args: dict[str, Any], call_id: str, attempt: int, in_worker: bool = False
+        self, args: dict[str, Any], call_id: str, attempt: int, sync: SyncMode = "auto"
     ) -> Any:
         """One attempt: validate, call (bounded by the timeout), check the result is JSON.
 
-        In a worker a sync tool runs on the task's own thread, where Celery's soft time limit
-        interrupts it; elsewhere it runs in a thread so the timeout can hold.
+        A sync tool runs ``"inline"`` on this thread (a prefork worker, where Celery's soft
+        time limit interrupts it), on a ``"thread"`` (a threads or asyncio worker: it must not
+        stall the loop, and asyncio enforces the timeout), or ``"auto"`` (in-process: inline
+        unless a timeout needs a thread).
         """
         kwargs = self.validate_args(args)
         if self.ctx_param:
             kwargs[self.ctx_param] = ToolContext(call_id, attempt, self.name)
         try:
-            if in_worker and not inspect.iscoroutinefunction(self.fn):
+            if sync == "inline" and not inspect.iscoroutinefunction(self.fn):
                 result = self.fn(**kwargs)
             else:
-                result = await asyncio.wait_for(self._call(kwargs), self.timeout)
+                result = await asyncio.wait_for(self._call(kwargs, sync), self.timeout)
         except TimeoutError:
             raise ToolTimeout(
                 f"tool {self.name} timed out after {self.timeout}s",
@@ -103,10 +106,10 @@ class ToolSpec:
         except PayloadError as exc:
             raise ToolError(str(exc), tool=self.name, type="PayloadError") from exc
 
-    async def _call(self, kwargs: dict[str, Any]) -> Any:
+    async def _call(self, kwargs: dict[str, Any], sync: SyncMode) -> Any:
         if inspect.iscoroutinefunction(self.fn):
             return await self.fn(**kwargs)
-        if self.timeout is None:
+        if self.timeout is None and sync == "auto":
             return self.fn(**kwargs)
         return await asyncio.to_thread(self.fn, **kwargs)
 

@@ -18,16 +18,18 @@ from rich.table import Table
 from app import metrics
 from app.celery_app import create_app
 from app.cli.common import app, err, handled, out
-from app.stack import LocalStack, StackError, worker_command
+from app.stack import LocalStack, StackError, pool_env, worker_command
 from config import QueueSpec, Settings, load_topology
 from tasks.runtime import Runtime
 from workflows.errors import InvalidInputError
 
 
 class PoolName(StrEnum):
-    """Celery pools Baton supports (time limits hold on prefork only)."""
+    """Worker pools: prefork (CPU-bound; hard time limits), asyncio (IO-bound async work, many
+    calls in flight on one loop), threads and solo."""
 
     prefork = "prefork"
+    asyncio = "asyncio"
     threads = "threads"
     solo = "solo"
 
@@ -141,7 +143,7 @@ def worker(
     )
     cmd = worker_command(queue, spec, loglevel)
     sys.stdout.flush()
-    os.execv(cmd[0], cmd)
+    os.execve(cmd[0], cmd, {**os.environ, **pool_env(spec)})
 
 
 @app.command()

@@ -410,3 +410,91 @@ class Branches(Workflow):
             return str(await ctx.call_tool("it_echo", label=ev.label, value="B"))
 
         return StopEvent(result=list(await asyncio.gather(a(), b())))
+
+
+# --- asyncio workers: many calls in flight at once --------------------------------------------
+
+
+async def _barrier(group: str, n: int, timeout: float = 30.0) -> int:
+    """Count in, then wait until ``n`` have counted in: only calls that are in flight at the
+    same time can all pass (a pool running one at a time times out)."""
+    import redis.asyncio as aioredis
+
+    from config import Settings
+
+    client = aioredis.Redis.from_url(Settings().store_url)
+    try:
+        key = f"barrier:{group}"
+        await client.incr(key)
+        await client.expire(key, 600)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while int(await client.get(key) or 0) < n:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"barrier {group}: {await client.get(key)!r} of {n} in flight")
+            await asyncio.sleep(0.02)
+        return n
+    finally:
+        await client.aclose()
+
+
+@tool(queue="itest")
+async def aio_meet(group: str, n: int) -> int:
+    return await _barrier(group, n)
+
+
+@tool(queue="itest", timeout=0.5)
+async def aio_overrun(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+class Meet(StartEvent):
+    group: str
+    n: int
+
+
+class GatherMeet(Workflow):
+    """One run, ``n`` tool calls awaited together, each waiting for all the others."""
+
+    queue = "itest"
+
+    @step
+    async def main(self, ctx: Context, ev: Meet) -> StopEvent:
+        got = await asyncio.gather(
+            *[ctx.call_tool("aio_meet", group=ev.group, n=ev.n) for _ in range(ev.n)]
+        )
+        return StopEvent(result=len(got))
+
+
+class StepMeet(Workflow):
+    """A step that itself waits for ``n`` runs' steps to be in flight at once."""
+
+    queue = "itest"
+
+    @step
+    async def main(self, ev: Meet) -> StopEvent:
+        return StopEvent(result=await _barrier(ev.group, ev.n))
+
+
+class LoopBlocker(Workflow):
+    """A step that blocks its event loop with sync code (what the watchdog reports)."""
+
+    queue = "itest"
+
+    @step
+    async def main(self, ev: Slow) -> StopEvent:
+        import time
+
+        time.sleep(ev.seconds)
+        return StopEvent(result="blocked")
+
+
+class Overrun(Workflow):
+    queue = "itest"
+
+    @step
+    async def main(self, ctx: Context, ev: Slow) -> StopEvent:
+        try:
+            return StopEvent(result=await ctx.call_tool("aio_overrun", seconds=ev.seconds))
+        except ToolError as exc:
+            return StopEvent(result=exc.type)
