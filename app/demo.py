@@ -29,6 +29,7 @@ DISTRIBUTED: list[tuple[str, dict[str, Any], bool]] = [
     ("ApprovalParent", {"claimant": "bob", "amounts": [80.0, 45.5]}, True),
     ("ToolRunner", {"tool": "flaky", "params": {"key": "demo-d", "fail_times": 2}}, False),
     ("ToolRunner", {"tool": "slow", "params": {"seconds": 2.0}}, False),
+    ("ToolRunner", {"tool": "complete", "params": {"prompt": "Summarise the Baton design"}}, False),
 ]
 
 

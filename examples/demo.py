@@ -52,6 +52,7 @@ def demos() -> list[Demo]:
         ("flaky", {"key": "demo", "fail_times": 2}),
         ("always_fails", {}),
         ("slow", {"seconds": 2.0}),
+        ("complete", {"prompt": "Summarise the Baton design"}),
         ("add", {"a": "two", "b": 3}),
     ]
     runs: list[Demo] = [

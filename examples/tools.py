@@ -40,6 +40,17 @@ async def slow(seconds: float) -> dict[str, float]:
     return {"slept": seconds}
 
 
+@tool(timeout=30.0)
+async def complete(prompt: str, latency: float = 0.2) -> str:
+    """An LLM stand-in: waits ``latency`` seconds (the network), then answers deterministically.
+
+    IO-bound and async: config/topology.yaml routes it to the ``llm`` queue, whose asyncio
+    worker keeps hundreds of such calls in flight at once."""
+    await asyncio.sleep(latency)
+    words = prompt.split()
+    return f"{len(words)} words; first: {words[0] if words else ''}"
+
+
 @tool(retry=Retry(max_attempts=FLAKY_MAX_ATTEMPTS, delay=0.01))
 def flaky(key: str, fail_times: int, ctx: ToolContext) -> dict[str, Any]:
     """Fail the first ``fail_times`` attempts of a call, then succeed (retried up to 3 times)."""

@@ -20,6 +20,7 @@ import yaml
 
 from config.settings import DEFAULT_TOPOLOGY, Settings
 from config.topology import Topology, load_topology
+from tasks.pool import POOL_ENV, POOL_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -85,7 +86,12 @@ def test_each_worker_consumes_only_its_queue_with_the_topology_pool_and_concurre
     assert option(args, "queues") == queue
     if args[:2] == ["baton", "worker"]:
         return  # the CLI takes pool and concurrency from the topology itself
-    assert option(args, "pool") == spec.pool
+    if spec.pool == "asyncio":  # Celery's custom pool, named by the environment
+        assert option(args, "pool") == "custom"
+        env = environment(workers()[f"worker-{queue}"])
+        assert env.get(POOL_ENV) == POOL_PATH
+    else:
+        assert option(args, "pool") == spec.pool
     assert option(args, "concurrency") == str(spec.concurrency)
 
 

@@ -14,7 +14,7 @@ from app.client import Client
 from config import Settings
 from tests.harness import RedisServer, Worker, worker_env
 
-ALL_QUEUES = ["baton", "tools", "analysis", "itest"]
+ALL_QUEUES = ["baton", "tools", "analysis", "itest", "llm"]
 
 
 @pytest.fixture(scope="session")
