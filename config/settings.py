@@ -29,6 +29,12 @@ class Settings(BaseSettings):
         "and the demo start a private redis-server.",
     )
     key_prefix: str = Field(default="baton", pattern=r"^[A-Za-z0-9_.-]+$")
+    redis_max_connections: int = Field(
+        default=1000,
+        ge=4,
+        description="Redis connections per process at most; past it a call waits for one "
+        "(keep it above the largest asyncio/threads concurrency)",
+    )
     retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     default_mode: Literal["inprocess", "distributed"] = "distributed"
     imports: list[str] = Field(default_factory=lambda: ["examples"])

@@ -50,7 +50,7 @@ class Runtime:
     def redis(self) -> Any:
         """The process's Redis client (``Any``: redis-py's stubs don't model decoded replies)."""
         if self._redis is None or self._pid != os.getpid():
-            self._redis = redis_client(self.settings.store_url)
+            self._redis = redis_client(self.settings.store_url, self.settings.redis_max_connections)
             self._pid = os.getpid()
             self._scripts = {}
         return self._redis
@@ -98,10 +98,16 @@ class Runtime:
             pipe.hdel(self.keys.inflight(run_id), task_id)
 
 
-def redis_client(url: str) -> Any:
-    """A Redis client that notices dead connections and reconnects (Redis restarts happen)."""
-    return redis.Redis.from_url(
+def redis_client(url: str, max_connections: int = 1000) -> Any:
+    """A Redis client that notices dead connections and reconnects (Redis restarts happen).
+
+    Its pool blocks for a free connection instead of raising: an asyncio or threads worker has
+    hundreds of tasks in flight, and redis-py's default pool raises ``MaxConnectionsError``
+    past 100 connections, which would lose the answer of the task that hit it."""
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=10,
         socket_timeout=10,
         socket_connect_timeout=5,
         socket_keepalive=True,
@@ -109,6 +115,7 @@ def redis_client(url: str) -> Any:
         retry_on_timeout=True,
         decode_responses=True,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def now() -> float:

@@ -187,3 +187,19 @@ def _active(client: Client, worker: Worker) -> list[object]:
 
 def _dead_letters(client: Client) -> list[DeadLetter]:
     return queries.dead_letters(client.runtime, 50)[1]
+
+
+def test_more_tasks_in_flight_than_redis_connections_wait_for_one_instead_of_failing(
+    redis_server: RedisServer, testdir: Path
+) -> None:
+    client = _client(redis_server.url, "aiomax")
+    env = worker_env(
+        redis_server.url, testdir, BATON_KEY_PREFIX="aiomax", BATON_REDIS_MAX_CONNECTIONS=6
+    )
+    worker = Worker(env, ["itest"], concurrency=64, pool="asyncio", name="aiomax@test").start()
+    try:
+        group = uuid.uuid4().hex
+        assert client.submit("GatherMeet", group=group, n=40).result(timeout=60) == 40
+    finally:
+        worker.stop()
+    assert "MaxConnectionsError" not in worker.log.read_text()
