@@ -203,3 +203,23 @@ def test_more_tasks_in_flight_than_redis_connections_wait_for_one_instead_of_fai
     finally:
         worker.stop()
     assert "MaxConnectionsError" not in worker.log.read_text()
+
+
+def test_sigterm_lets_an_asyncio_worker_finish_what_it_has_in_flight(
+    redis_server: RedisServer, testdir: Path
+) -> None:
+    client = _client(redis_server.url, "aioterm")
+    env = worker_env(redis_server.url, testdir, BATON_KEY_PREFIX="aioterm")
+    first = Worker(env, ["itest"], concurrency=16, pool="asyncio", name="aioterm1@test").start()
+    handle = client.submit("SlowStep", seconds=2)
+    eventually(lambda: _active(client, first), what="the slow step is running")
+    assert first.proc is not None
+    os.killpg(first.proc.pid, signal.SIGTERM)  # warm shutdown: no new message, finish these
+    first.proc.wait(timeout=30)
+    finished = [line for line in first.log.read_text().splitlines() if "SlowStep.wait" in line]
+    assert any("succeeded" in line for line in finished), finished
+    second = Worker(env, ["itest"], concurrency=16, pool="asyncio", name="aioterm2@test").start()
+    try:
+        assert handle.result(timeout=30) == 1  # the next step, queued meanwhile, runs here
+    finally:
+        second.stop()
