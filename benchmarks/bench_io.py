@@ -8,12 +8,18 @@ fsync once a second), one side after the other, each with a worker and a key pre
 (c) ``runs`` concurrent runs of a 3-step workflow, 0.2 s per step: runs/s;
 (d) CPU ms per tool call of the asyncio worker process during (a) (``/proc/<pid>/stat``; its
     main thread, Celery's consumer, apart);
-(e) RSS of the asyncio worker process: peak while (a) runs, and at idle.
+(e) RSS of the asyncio worker process: peak while (a) runs, and at idle;
+(f) bounded memory: ``queued`` one-step runs (0.2 s each) piled up in the step queue while the
+    asyncio worker does not consume it (Celery's ``cancel_consumer``), then drained once it does
+    again (``add_consumer``): the worker's RSS (idle, peak), the queue list's peak length and the
+    messages the worker held at once (kombu's unacked hash), sampled every 0.2 s, and the time
+    from resuming to the end of the last run. Prefetch is bounded by the concurrency, so the
+    worker never holds the backlog.
 
 The prefork side runs a scaled-down count (a process slot per task, two at a time) and prints the
 projected time at the asyncio side's count (measured * asyncio count / prefork count).
 
-    .venv/bin/python -m benchmarks.bench_io [--quick] [--out results.json]
+    .venv/bin/python -m benchmarks.bench_io [--quick] [--queued N] [--out results.json]
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from app.celery_app import create_app
-from app.client import Client
+from app.client import Client, RunHandle
 from benchmarks.io_flows import STEP_QUEUE, TOOL_QUEUE
 from config import Settings
 from tests.harness import RedisServer, Worker, worker_env
@@ -44,6 +50,8 @@ QUEUES = [STEP_QUEUE, TOOL_QUEUE]
 TOOL_SECONDS = 0.5  # (a): one tool call
 ONE_STEP_SECONDS = 0.5  # (b): the one step
 THREE_STEP_SECONDS = 0.2  # (c): each of the three steps
+QUEUED_STEP_SECONDS = 0.2  # (f): the one step of each queued run
+QUEUE_SAMPLE_EVERY = 0.2  # (f): seconds between samples of RSS and queue length
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 UNEXPECTED = re.compile(r"raised unexpected: (\S+)")
 
@@ -57,6 +65,7 @@ class Sizes:
     pf_one_step: int = 8
     aio_three_step: int = 1000  # (c)
     pf_three_step: int = 10
+    aio_queued: int = 10_000  # (f)
     repeat: int = 3  # (a) on the asyncio worker: the first run also starts the pool's threads
 
 
@@ -68,6 +77,7 @@ QUICK = Sizes(
     pf_one_step=4,
     aio_three_step=100,
     pf_three_step=4,
+    aio_queued=1000,
     repeat=1,
 )
 
@@ -118,6 +128,56 @@ class Sampler:
                 return
 
 
+class QueueSampler:
+    """Every ``every`` s: a process's RSS, a queue list's length (LLEN) and the number of
+    messages taken by workers and not yet acknowledged (HLEN of kombu's unacked hash)."""
+
+    def __init__(self, pid: int, redis: Any, queue: str, unacked: str, every: float) -> None:
+        self.pid, self.redis, self.queue, self.unacked, self.every = (
+            pid,
+            redis,
+            queue,
+            unacked,
+            every,
+        )
+        self.start = time.perf_counter()
+        self.samples: list[dict[str, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> QueueSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.take()  # the state at the end too
+
+    def take(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(self.queue)
+        pipe.hlen(self.unacked)
+        waiting, held = pipe.execute()
+        self.samples.append(
+            {
+                "t_s": round(time.perf_counter() - self.start, 2),
+                "waiting": waiting,
+                "held": held,
+                "rss_mib": mib(status_field(self.pid, "VmRSS")),
+            }
+        )
+
+    def peak(self, field: str) -> float:
+        return max(s[field] for s in self.samples)
+
+    def _sample(self) -> None:
+        while True:
+            self.take()
+            if self._stop.wait(self.every):
+                return
+
+
 def main_thread_seconds(pid: int) -> float:
     """CPU time of the process's main thread (Celery's consumer), from its scheduler stats."""
     return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
@@ -153,16 +213,7 @@ def many_runs(
     wall0, start = time.time(), time.perf_counter()
     handles = [client.submit(workflow, seconds=seconds) for _ in range(runs)]
     submitted = time.perf_counter() - start
-    deadline = time.monotonic() + timeout
-    unfinished = 0
-    for h in handles:
-        left = deadline - time.monotonic()
-        try:
-            if left <= 0:
-                raise WorkflowTimeoutError(h.run_id)
-            assert h.result(timeout=left) == expected
-        except WorkflowTimeoutError:
-            unfinished += 1
+    unfinished = _await_all(handles, expected, time.monotonic() + timeout)
     wall = time.perf_counter() - start
     last = max(h.info().updated for h in handles) - wall0
     done = unfinished == 0
@@ -174,6 +225,78 @@ def many_runs(
         "last_finish_s": round(last, 3) if done else None,
         "runs_per_s": round(runs / wall, 1) if done else None,
     }
+
+
+def _await_all(handles: list[RunHandle], expected: int, deadline: float) -> int:
+    """Reads every run's result (each must be ``expected``); how many did not finish in time."""
+    unfinished = 0
+    for h in handles:
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise WorkflowTimeoutError(h.run_id)
+            assert h.result(timeout=left) == expected
+        except WorkflowTimeoutError:
+            unfinished += 1
+    return unfinished
+
+
+def queued(client: Client, worker: Worker, runs: int, timeout: float) -> dict[str, Any]:
+    """(f): ``runs`` one-step runs queued while the worker does not consume the step queue, then
+    drained; RSS and queue length sampled throughout (see :class:`QueueSampler`).
+
+    ``drain_s``: from resuming consumption to the end of the run that ended last (its record's
+    ``updated``). The sampling stops once the queue list and the unacked hash are both empty
+    (twice in a row) or after ``timeout``; runs not finished then count as ``unfinished``."""
+    pid, rt = _pid(worker), client.runtime
+    queue, unacked = rt.keys.queue(STEP_QUEUE), rt.keys.unacked()
+    assert rt.redis.llen(queue) == 0 and rt.redis.hlen(unacked) == 0, "(f) needs an idle worker"
+    time.sleep(0.5)
+    idle = _idle(pid)
+    _control(
+        worker, rt.app.control.cancel_consumer(STEP_QUEUE, destination=[worker.name], reply=True)
+    )
+    with (
+        Sampler(pid) as fine,
+        QueueSampler(pid, rt.redis, queue, unacked, QUEUE_SAMPLE_EVERY) as coarse,
+    ):
+        start = time.perf_counter()
+        handles = [client.submit("IoOneStep", seconds=QUEUED_STEP_SECONDS) for _ in range(runs)]
+        submitted = time.perf_counter() - start
+        coarse.take()  # the whole backlog, before the worker sees any of it
+        cpu0, wall0, resumed = cpu_seconds([pid]), time.time(), time.monotonic()
+        _control(
+            worker, rt.app.control.add_consumer(STEP_QUEUE, destination=[worker.name], reply=True)
+        )
+        empty = 0
+        while empty < 2 and time.monotonic() < resumed + timeout:
+            time.sleep(QUEUE_SAMPLE_EVERY)
+            empty = empty + 1 if rt.redis.llen(queue) == rt.redis.hlen(unacked) == 0 else 0
+        cpu = cpu_seconds([pid]) - cpu0
+    unfinished = _await_all(handles, 1, time.monotonic() + 5)
+    done = unfinished == 0
+    drain = max(h.info().updated for h in handles) - wall0 if done else None
+    time.sleep(0.5)
+    return {
+        "runs": runs,
+        "unfinished": unfinished,
+        "submit_s": round(submitted, 3),
+        "drain_s": None if drain is None else round(drain, 3),
+        "runs_per_s": None if drain is None else round(runs / drain, 1),
+        "cpu_ms_per_step": _per(cpu, runs),
+        "idle_before": idle,
+        "peak_rss_mib": mib(fine.peak_rss_kib),
+        "peak_threads": fine.peak_threads,
+        "peak_waiting": int(coarse.peak("waiting")),
+        "peak_held": int(coarse.peak("held")),
+        "idle_after": _idle(pid),
+        "samples": coarse.samples,
+    }
+
+
+def _control(worker: Worker, replies: Any) -> None:
+    """A remote-control command's replies must include the worker's ``ok``."""
+    assert any("ok" in r.get(worker.name, {}) for r in replies or []), replies
 
 
 def _client(url: str, prefix: str) -> Client:
@@ -245,6 +368,9 @@ def bench_asyncio(url: str, tmp: Path, sizes: Sizes) -> dict[str, Any]:
             **three,
             "cpu_ms_per_step": _per(cpu2 - cpu1, 3 * sizes.aio_three_step),
         }
+        out["queued"] = queued(
+            client, worker, sizes.aio_queued, timeout=max(60, sizes.aio_queued / 50)
+        )
     out["worker_errors"] = worker_errors(worker)
     return out
 
@@ -360,6 +486,17 @@ def summarize(aio: dict[str, Any], pf: dict[str, Any], sizes: Sizes) -> dict[str
             "idle_threads_before_a": aio["idle_before"]["threads"],
             "idle_threads_after_a": aio["idle_after_fan_out"]["threads"],
         },
+        "f_queued_runs": {
+            k: v
+            for k, v in aio["queued"].items()
+            if k not in ("idle_before", "idle_after", "samples")
+        }
+        | {
+            "idle_rss_mib_before": aio["queued"]["idle_before"]["rss_mib"],
+            "idle_rss_mib_after": aio["queued"]["idle_after"]["rss_mib"],
+            "step_seconds": QUEUED_STEP_SECONDS,
+            "sample_every_s": QUEUE_SAMPLE_EVERY,
+        },
         "worker_task_errors": {
             "asyncio": aio["worker_errors"],
             "prefork_c2": pf["worker_errors"],
@@ -370,6 +507,7 @@ def summarize(aio: dict[str, Any], pf: dict[str, Any], sizes: Sizes) -> dict[str
 def table(summary: dict[str, Any], sizes: Sizes) -> str:
     a, b, c = (summary[k] for k in ("a_fan_out_tool_calls", "b_one_step_runs", "c_three_step_runs"))
     d, e = summary["d_cpu_ms_per_tool_call"], summary["e_asyncio_worker_rss_mib"]
+    f = summary["f_queued_runs"]
     errors = summary["worker_task_errors"]
     rows = [
         ("measure", "asyncio (1 process)", "prefork c2 (measured -> projected)"),
@@ -402,6 +540,23 @@ def table(summary: dict[str, Any], sizes: Sizes) -> str:
             "",
         ),
         (
+            f"(f) {sizes.aio_queued} queued one-step runs x {QUEUED_STEP_SECONDS}s",
+            f"RSS MiB idle {f['idle_rss_mib_before']} -> peak {f['peak_rss_mib']} -> idle "
+            f"{f['idle_rss_mib_after']}",
+            "",
+        ),
+        (
+            "    queue, drain",
+            f"peak {f['peak_waiting']} waiting, <= {f['peak_held']} held by the worker; "
+            f"drained in {f['drain_s']} s{_unfinished_f(f)}",
+            "",
+        ),
+        (
+            "    drain rate",
+            f"{f['runs_per_s']} runs/s ({f['cpu_ms_per_step']} CPU ms/step)",
+            "",
+        ),
+        (
             "tasks failed in the worker",
             f"{errors['asyncio']['kinds']}",
             f"{errors['prefork_c2']['kinds']}",
@@ -417,12 +572,22 @@ def _unfinished(row: dict[str, Any]) -> str:
     return f", {n} runs unfinished" if n else ""
 
 
+def _unfinished_f(row: dict[str, Any]) -> str:
+    n = row["unfinished"]
+    return f", {n} runs unfinished" if n else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check")
+    parser.add_argument(
+        "--queued", type=int, metavar="N", help="(f): runs to queue (default 10,000; 1,000 quick)"
+    )
     parser.add_argument("--out", type=Path, help="also write the raw results here (JSON)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
+    if args.queued is not None:
+        sizes = replace(sizes, aio_queued=args.queued)
     tmp = Path(tempfile.mkdtemp(prefix="baton-bench-io-"))
     (tmp / "redis").mkdir()
     # AOF on, fsync once a second: Redis's default durability, what a deployment runs

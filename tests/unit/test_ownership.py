@@ -14,6 +14,8 @@ from config import Settings
 from tasks.runtime import Runtime
 from tests.harness import ROOT
 from workflows import Context, StartEvent, StopEvent, Workflow, step
+from workflows._engine.backend import Invocation
+from workflows._engine.executor import Completed, branch_path, execute
 
 
 class OwnGather(Workflow):
@@ -91,3 +93,46 @@ def test_a_plain_client_installs_no_worker_hooks_and_patches_nothing() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "clean"
+
+
+class TwoAtOnce(Workflow):
+    gate: asyncio.Event
+
+    @step
+    async def go(self, ev: StartEvent) -> StopEvent:
+        await self.gate.wait()
+
+        async def where() -> str:
+            await asyncio.sleep(0)
+            return branch_path()
+
+        return StopEvent(result=list(await asyncio.gather(where(), where())))
+
+
+def test_steps_running_at_once_on_one_loop_keep_their_branch_paths_when_one_ends_first() -> None:
+    """An asyncio worker runs many steps on one loop: the first to end must not take the branch
+    tracker away from the others (their call ids would then depend on interleaving)."""
+
+    async def main() -> list[object]:
+        spec = TwoAtOnce.spec.steps["go"]
+        first, second = TwoAtOnce(), TwoAtOnce()
+        first.gate, second.gate = asyncio.Event(), asyncio.Event()
+        runs = [
+            asyncio.create_task(execute(wf, spec, None, Invocation(name, "go", StartEvent())))
+            for name, wf in (("a", first), ("b", second))
+        ]
+        await asyncio.sleep(0)
+        first.gate.set()
+        done_first = await runs[0]
+        second.gate.set()
+        return [done_first, await runs[1]]
+
+    outcomes = asyncio.run(main())
+    results = [
+        e.result
+        for o in outcomes
+        if isinstance(o, Completed)
+        for e in o.emitted.events
+        if isinstance(e, StopEvent)
+    ]
+    assert results == [["0", "1"], ["0", "1"]]

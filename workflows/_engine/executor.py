@@ -75,20 +75,32 @@ def branch_path() -> str:
     return str(entry[0]) if entry is not None else ""
 
 
+def _enter(loop: asyncio.AbstractEventLoop) -> BranchTracker:
+    """Count one more user of the loop's tracker (installing it for the first)."""
+    tracker = _tracker(loop)
+    if tracker is None:
+        tracker = BranchTracker(loop.get_task_factory())
+        loop.set_task_factory(tracker)
+    tracker.users += 1
+    return tracker
+
+
+def _leave(loop: asyncio.AbstractEventLoop, tracker: BranchTracker) -> None:
+    """One user less; the last gives the loop its previous factory back. Every step running on
+    the loop is a user, so steps running at once (an asyncio worker) never lose the tracker."""
+    tracker.users -= 1
+    if tracker.users == 0 and loop.get_task_factory() is tracker:
+        loop.set_task_factory(tracker.previous)
+
+
 @contextmanager
 def tracking_branches(loop: asyncio.AbstractEventLoop) -> Iterator[BranchTracker]:
     """Track branches on ``loop`` while the block runs (nested uses share one tracker)."""
-    found = _tracker(loop)
-    tracker = found if found is not None else BranchTracker(loop.get_task_factory())
-    if found is None:
-        loop.set_task_factory(tracker)
-    tracker.users += 1
+    tracker = _enter(loop)
     try:
         yield tracker
     finally:
-        tracker.users -= 1
-        if tracker.users == 0 and loop.get_task_factory() is tracker:
-            loop.set_task_factory(tracker.previous)
+        _leave(loop, tracker)
 
 
 def create_untracked_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -126,14 +138,10 @@ Outcome = Completed | Failed | Suspended
 async def execute(instance: Any, spec: StepSpec, ctx: Any, inv: Invocation) -> Outcome:
     """Run the step body once (bounded by its timeout) and classify the result.
 
-    Branches are tracked by the run's tracker when it has one (an in-process run installs one
-    for its lifetime), else for the duration of this step."""
+    The step counts as a user of the loop's branch tracker while it runs (an in-process run is
+    one for its whole lifetime, so its steps find the tracker installed)."""
     loop = asyncio.get_running_loop()
-    tracker = _tracker(loop)
-    scope = None
-    if tracker is None:
-        scope = tracking_branches(loop)
-        tracker = scope.__enter__()
+    tracker = _enter(loop)
     try:
         task, wake = _start(tracker, loop, instance, spec, ctx, inv)
         try:
@@ -149,8 +157,7 @@ async def execute(instance: Any, spec: StepSpec, ctx: Any, inv: Invocation) -> O
             return Suspended(list(inv.parking.calls))
         return _classify(spec, task)
     finally:
-        if scope is not None:
-            scope.__exit__(None, None, None)
+        _leave(loop, tracker)
 
 
 def _start(
