@@ -223,3 +223,23 @@ def test_sigterm_lets_an_asyncio_worker_finish_what_it_has_in_flight(
         assert handle.result(timeout=30) == 1  # the next step, queued meanwhile, runs here
     finally:
         second.stop()
+
+
+def test_a_message_lost_by_the_broker_is_resent_by_an_asyncio_workers_reaper(
+    redis_server: RedisServer, testdir: Path
+) -> None:
+    client = _client(redis_server.url, "aioreap")
+    handle = client.submit("CrashChain", label="aioreap", steps=1)
+    assert client.runtime.redis.delete(client.runtime.keys.queue("crash")) == 1  # lost
+    env = worker_env(
+        redis_server.url,
+        testdir,
+        BATON_KEY_PREFIX="aioreap",
+        BATON_MAX_TIME_LIMIT=5,
+        BATON_VISIBILITY_TIMEOUT=8,
+    )
+    worker = Worker(env, ["crash"], concurrency=8, pool="asyncio", name="aioreap@test").start()
+    try:
+        assert handle.result(timeout=60) == 0 + 1 + 2
+    finally:
+        worker.stop()

@@ -16,9 +16,9 @@ import pytest
 
 from app.celery_app import create_app
 from config import Settings
-from tasks import runs
+from tasks import queries, runs
 from tasks.protocol import LogKind, RunStatus, StepArgs, ToolArgs, parse_entry
-from tasks.runtime import Runtime
+from tasks.runtime import MAX_DELIVERIES, Runtime
 from tasks.step_task import StepTask
 from tasks.tool_task import run_tool
 from tests.harness import RedisServer
@@ -123,3 +123,17 @@ def test_a_step_of_a_finished_run_does_nothing_and_frees_its_message(rt: Runtime
     assert rt.redis.llen(rt.keys.queue("itest")) == 0
     assert rt.redis.hlen(rt.keys.inflight(run_id)) == 0
     assert rt.redis.hget(rt.keys.run(run_id), "status") == RunStatus.CANCELLED
+
+
+def test_a_step_delivered_more_than_the_limit_fails_its_run_instead_of_looping(
+    rt: Runtime,
+) -> None:
+    run_id = uuid.uuid4().hex
+    runs.create_run(rt, "AddTwice", run_id, Numbers(a=1, b=1))
+    _, args, task_id = pop(rt, "itest")
+    rt.redis.hset(rt.keys.deliveries(run_id), task_id, MAX_DELIVERIES)  # it killed 5 workers
+    StepTask(rt, "AddTwice", "first", StepArgs.from_wire(args), task_id).run()
+    record = queries.require_run(rt, run_id)
+    assert record.status is RunStatus.FAILED
+    assert record.error is not None and "delivered 6 times" in record.error.message
+    assert rt.redis.llen(rt.keys.queue("itest")) == 0  # the step did not run
