@@ -40,6 +40,7 @@ from typing import Any
 
 from app.celery_app import create_app
 from app.client import Client, RunHandle
+from benchmarks.bench_distributed import _running
 from benchmarks.io_flows import STEP_QUEUE, TOOL_QUEUE
 from config import Settings
 from tests.harness import RedisServer, Worker, worker_env
@@ -419,17 +420,6 @@ def bench_prefork(url: str, tmp: Path, sizes: Sizes) -> dict[str, Any]:
 
 def _project(measured: float | None, target: int, count: int) -> float | None:
     return None if measured is None else round(measured * target / count, 1)
-
-
-class _running:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-
-    def __enter__(self) -> Worker:
-        return self.worker.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.worker.stop()
 
 
 # --- report -----------------------------------------------------------------------------
