@@ -1,0 +1,125 @@
+"""Guards a worker installs on kombu's Redis transport, so that neither Redis dying under the
+consumer nor a stray item on a queue list can stop the worker process.
+
+Both are narrow patches of kombu 5.7 behaviour that Celery treats as unrecoverable (the worker
+exits); each keeps what it cannot serve where an operator can see it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+
+from tasks import deadletters
+from tasks.runtime import Runtime
+
+log = logging.getLogger("baton.worker")
+
+
+class Undecodable(dict[str, Any]):
+    """What a queue item that is not JSON decodes to: kept as a dead letter, never delivered."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+def envelope_problem(item: Any) -> str | None:
+    """Why a queue item is not a kombu envelope this worker can hand to Celery, or None.
+
+    Checked before kombu builds its message (and records it as unacked): an item that fails
+    here has touched no state, so keeping it as a dead letter loses nothing."""
+    if isinstance(item, Undecodable):
+        return "not JSON"
+    if not isinstance(item, dict):
+        return f"a JSON {type(item).__name__}, not an envelope object"
+    properties = item.get("properties")
+    if not isinstance(properties, dict):
+        return "no 'properties' object"
+    if not isinstance(properties.get("delivery_tag"), str | int):
+        return "no 'properties.delivery_tag'"
+    if not isinstance(properties.get("delivery_info"), dict):
+        return "no 'properties.delivery_info' object"
+    if not isinstance(item.get("headers") or {}, dict):
+        return "'headers' is not an object"
+    body = item.get("body")
+    if body is not None and not isinstance(body, str):
+        return "'body' is not a string"
+    if body and properties.get("body_encoding") == "base64":
+        try:
+            base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return "'body' is not base64"
+    return None
+
+
+def guard_queue_items(rt: Runtime) -> None:
+    """Keep a worker serving when a queue list holds something that is not a Celery message.
+
+    kombu pops an item with BRPOP and decodes it before anything else; a plain-text item
+    raises ``JSONDecodeError`` and a JSON value of the wrong shape a ``KeyError`` out of the
+    consumer, which Celery calls unrecoverable: the worker exits and the item is gone. Here
+    such an item is kept as a dead letter (reason ``undecodable: ...``) and the worker reads on.
+    """
+    if getattr(kombu_redis.loads, "baton_guarded", False):
+        return
+    original_loads = kombu_redis.loads
+    original_deliver = kombu_redis.Transport._deliver
+
+    def loads(text: Any) -> Any:
+        try:
+            return original_loads(text)
+        except ValueError:
+            return Undecodable(text if isinstance(text, str) else repr(text))
+
+    def deliver(self: Any, message: Any, queue: str) -> Any:
+        problem = envelope_problem(message)
+        if problem is None:
+            return original_deliver(self, message, queue)
+        raw = message.text if isinstance(message, Undecodable) else json.dumps(message)
+        log.error(
+            "queue %s: dropped an item that is not a message (%s); kept as a dead letter",
+            queue,
+            problem,
+        )
+        try:
+            deadletters.keep(rt, f"undecodable: queue {queue}: {problem}", raw)
+        except Exception:  # Redis went away meanwhile: say so, and keep serving
+            log.exception("could not keep the item as a dead letter: %s", raw[:200])
+        return None
+
+    loads.baton_guarded = True  # type: ignore[attr-defined]
+    kombu_redis.loads = loads
+    kombu_redis.Transport._deliver = deliver  # type: ignore[method-assign]
+
+
+def guard_unacked_restore() -> None:
+    """Keep a worker alive when Redis dies under it (a kombu 5.7 bug, seen in our restart test).
+
+    On a lost connection the consumer closes its channel; kombu first drops the channel's
+    connection pools, then tries to push the channel's unacked messages back through a pool it
+    can no longer build (``AttributeError: 'NoneType' object has no attribute 'hostname'``),
+    and Celery treats that as unrecoverable: the worker process exits. Skipping that restore is
+    safe: those messages are still in kombu's unacked hash in Redis, and the visibility sweep
+    (every 2 s, see ``app.celery_app.celery_config``) brings them back once their visibility
+    timeout passes.
+    """
+    original = kombu_redis.QoS.restore_unacked
+    if getattr(original, "baton_guarded", False):
+        return
+
+    def restore_unacked(self: Any, client: Any = None) -> Any:
+        try:
+            return original(self, client)
+        except Exception:
+            log.warning("could not restore unacked messages now; the visibility sweep will")
+            self._delivered.clear()
+            return None
+
+    restore_unacked.baton_guarded = True  # type: ignore[attr-defined]
+    kombu_redis.QoS.restore_unacked = restore_unacked  # type: ignore[method-assign]
