@@ -19,6 +19,8 @@ from tasks import deadletters
 from tasks.runtime import Runtime
 
 log = logging.getLogger("baton.worker")
+# kombu's Redis transport, untyped: its module globals and methods are what is patched
+redis_transport: Any = kombu_redis
 
 
 class Undecodable(dict[str, Any]):
@@ -66,10 +68,10 @@ def guard_queue_items(rt: Runtime) -> None:
     consumer, which Celery calls unrecoverable: the worker exits and the item is gone. Here
     such an item is kept as a dead letter (reason ``undecodable: ...``) and the worker reads on.
     """
-    if getattr(kombu_redis.loads, "baton_guarded", False):
+    if getattr(redis_transport.loads, "baton_guarded", False):
         return
-    original_loads = kombu_redis.loads
-    original_deliver = kombu_redis.Transport._deliver
+    original_loads = redis_transport.loads
+    original_deliver = redis_transport.Transport._deliver
 
     def loads(text: Any) -> Any:
         try:
@@ -94,8 +96,8 @@ def guard_queue_items(rt: Runtime) -> None:
         return None
 
     loads.baton_guarded = True  # type: ignore[attr-defined]
-    kombu_redis.loads = loads
-    kombu_redis.Transport._deliver = deliver  # type: ignore[method-assign]
+    redis_transport.loads = loads
+    redis_transport.Transport._deliver = deliver
 
 
 def guard_unacked_restore() -> None:
