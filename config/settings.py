@@ -35,7 +35,21 @@ class Settings(BaseSettings):
         description="Redis connections per process at most; past it a call waits for one "
         "(keep it above the largest asyncio/threads concurrency)",
     )
-    retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    retention_seconds: int = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="how long a finished run's keys, the runs index, idempotency keys and dead "
+        "letters are kept",
+    )
+    submit_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds a submit waits for Redis before StoreUnavailableError; a submit "
+        "that times out has written nothing",
+    )
+    dead_letters_max: int = Field(
+        default=10_000, gt=0, description="dead letters kept at most (the oldest are dropped)"
+    )
     default_mode: Literal["inprocess", "distributed"] = "distributed"
     imports: list[str] = Field(default_factory=lambda: ["examples"])
     topology_file: Path = DEFAULT_TOPOLOGY

@@ -9,6 +9,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import redis
+
+from tasks.batch import Batch
 from tasks.protocol import (
     CallAddress,
     LogKind,
@@ -22,9 +25,16 @@ from tasks.runtime import Runtime, now
 from workflows._engine import core
 from workflows._engine.records import JournalEntry
 from workflows.codec import dumps, encode_event
-from workflows.errors import ErrorInfo, RunCancelledError, WorkflowTimeoutError
+from workflows.errors import (
+    ErrorInfo,
+    RunCancelledError,
+    StoreUnavailableError,
+    WorkflowTimeoutError,
+)
 from workflows.events import Event
 from workflows.workflow import require_workflow
+
+SUBMIT_MARGIN = 0.5  # seconds before the client's timeout that a submit stops being accepted
 
 
 def start_messages(rt: Runtime, workflow: str, run_id: str, start: Event) -> list[Message]:
@@ -63,40 +73,60 @@ def create_run(
 ) -> tuple[str, bool]:
     """Write a new run and send its first steps; returns (run id, created).
 
-    With an idempotency key already used, nothing is written and the existing run id returned.
     Given ``pipe``, the writes join the caller's round trip (a child run created by a step).
+    Otherwise it is a submit (:func:`submit_writes`): all or nothing within the submit timeout;
+    with an idempotency key already used, nothing is written and the existing run id returned.
     """
-    r, k = rt.redis, rt.keys
     envelope = dumps(start, rt.settings.max_payload_bytes)
-    if idempotency_key is not None:
-        ok = r.set(
-            k.idempotency(idempotency_key), run_id, nx=True, ex=rt.settings.retention_seconds
-        )
-        if not ok:
-            existing = r.get(k.idempotency(idempotency_key))
-            return str(existing), False
     messages = start_messages(rt, workflow, run_id, start)
-    ts = now()
+    k, ts = rt.keys, now()
     record = RunRecord(
         run_id, workflow, RunStatus.RUNNING, ts, ts, root or run_id, parent, deadline, envelope
     )
-    own = pipe is None
-    pipe = r.pipeline(transaction=True) if own else pipe
-    pipe.hset(k.run(run_id), mapping=record.fields())
-    pipe.zadd(k.runs(), {run_id: ts})
-    pipe.xadd(k.events(run_id), log_fields(LogKind.EVENT, envelope))
-    pipe.sadd(k.live(), run_id)
+    writes = Batch()
+    writes.hset(k.run(run_id), mapping=record.fields())
+    writes.zadd(k.runs(), {run_id: ts})
+    # the index holds what retention keeps: trimmed as it grows, one run's worth at a time
+    writes.zremrangebyscore(k.runs(), "-inf", ts - rt.settings.retention_seconds)
+    writes.xadd(k.events(run_id), log_fields(LogKind.EVENT, envelope))
+    writes.sadd(k.live(), run_id)
     if parent is not None:
-        pipe.sadd(k.children(parent.run), run_id)
-    rt.send(messages, pipe)
-    if own:
-        try:
-            pipe.execute()
-        except Exception:
-            if idempotency_key is not None:  # nothing half-written: free the key again
-                r.delete(k.idempotency(idempotency_key))
-            raise
-    return run_id, True
+        writes.sadd(k.children(parent.run), run_id)
+    rt.send(messages, writes)
+    if pipe is not None:
+        writes.apply(pipe)
+        return run_id, True
+    return submit_writes(rt, run_id, writes, idempotency_key)
+
+
+def submit_writes(
+    rt: Runtime, run_id: str, writes: Batch, idempotency_key: str | None
+) -> tuple[str, bool]:
+    """Apply a new run's writes in the CREATE script: all of them, or none once the submit
+    timeout has passed (a frozen Redis runs late commands when it wakes up; by then the client
+    was told the submit failed, so they must do nothing)."""
+    timeout = rt.settings.submit_timeout
+    k = rt.keys
+    claim = k.idempotency(idempotency_key) if idempotency_key is not None else k.run(run_id)
+    try:
+        # the reply must be back before the client gives up: the script stops accepting a
+        # little before the client's own timeout
+        deadline = rt.server_time() + timeout - min(SUBMIT_MARGIN, timeout / 4)
+        outcome, existing = rt.script("CREATE", rt.submit_redis)(
+            keys=[k.run(run_id), claim],
+            args=[repr(deadline), run_id, rt.settings.retention_seconds, writes.to_json()],
+        )
+    except redis.TimeoutError as exc:
+        raise StoreUnavailableError(
+            f"submit: Redis did not answer within {timeout}s (BATON_SUBMIT_TIMEOUT); "
+            "no run was created, it is safe to retry"
+        ) from exc
+    if int(outcome) == 0:
+        raise StoreUnavailableError(
+            f"submit: Redis took longer than {timeout}s (BATON_SUBMIT_TIMEOUT) to take the run; "
+            "no run was created, it is safe to retry"
+        )
+    return str(existing), int(outcome) == 1 and str(existing) == run_id
 
 
 def _finish(

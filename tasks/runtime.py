@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import redis
 from celery import Celery
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config import Settings, Topology, load_topology
 from tasks import scripts
@@ -29,6 +31,7 @@ T = TypeVar("T")
 # A message delivered more often than this has killed its worker every time: its run fails
 # (or its tool call fails as data) instead of looping forever.
 MAX_DELIVERIES = 5
+CLOCK_REFRESH = 60.0  # seconds between measurements of Redis's clock offset
 
 
 class Runtime:
@@ -42,7 +45,9 @@ class Runtime:
         self.keys = Keys(settings.key_prefix)
         self.publisher = Publisher(app, self.keys.broker_prefix())
         self._redis: Any = None
+        self._submit_redis: Any = None
         self._pid = 0
+        self._clock: tuple[float, float] = (0.0, -1e9)  # (server minus local seconds, measured at)
         self._scripts: dict[str, Any] = {}
         self._local = threading.local()
 
@@ -51,16 +56,44 @@ class Runtime:
         """The process's Redis client (``Any``: redis-py's stubs don't model decoded replies)."""
         if self._redis is None or self._pid != os.getpid():
             self._redis = redis_client(self.settings.store_url, self.settings.redis_max_connections)
+            self._submit_redis = None
             self._pid = os.getpid()
             self._scripts = {}
         return self._redis
 
-    def script(self, name: str) -> Any:
-        """A registered Lua script (EVALSHA with automatic reload)."""
-        r = self.redis
-        if name not in self._scripts:
-            self._scripts[name] = r.register_script(getattr(scripts, name))
-        return self._scripts[name]
+    @property
+    def submit_redis(self) -> Any:
+        """A client whose every wait is bounded by the submit timeout and never retried: a
+        submit fails in bounded time, and the CREATE script's deadline makes it all or nothing."""
+        if self._submit_redis is None or self._pid != os.getpid():
+            _ = self.redis  # resets per-process state after a fork
+            self._submit_redis = bounded_client(
+                self.settings.store_url, self.settings.submit_timeout
+            )
+        return self._submit_redis
+
+    def server_time(self) -> float:
+        """Redis's clock, estimated from this process's (offset measured once a minute).
+
+        Deadlines checked inside Redis (the CREATE script) must not depend on the client's and
+        the server's clocks agreeing."""
+        offset, measured = self._clock
+        local = time.monotonic()
+        if local - measured > CLOCK_REFRESH:
+            before = time.time()
+            seconds, micros = self.submit_redis.time()
+            after = time.time()
+            offset = seconds + micros / 1e6 - (before + after) / 2
+            self._clock = (offset, local)
+        return time.time() + offset
+
+    def script(self, name: str, client: Any = None) -> Any:
+        """A registered Lua script (EVALSHA with automatic reload), on ``client`` if given."""
+        r = self.redis if client is None else client
+        key = name if client is None else f"{name}@{id(client)}"
+        if key not in self._scripts:
+            self._scripts[key] = r.register_script(getattr(scripts, name))
+        return self._scripts[key]
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine to completion: on the asyncio pool's shared loop when this task runs
@@ -113,6 +146,21 @@ def redis_client(url: str, max_connections: int = 1000) -> Any:
         socket_keepalive=True,
         health_check_interval=10,
         retry_on_timeout=True,
+        decode_responses=True,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def bounded_client(url: str, timeout: float) -> Any:
+    """A Redis client that gives up after ``timeout`` seconds at every step (waiting for a
+    connection, connecting, reading a reply) and never retries by itself."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=50,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 5.0),
+        retry=Retry(NoBackoff(), 0),
         decode_responses=True,
     )
     return redis.Redis(connection_pool=pool)

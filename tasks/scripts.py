@@ -82,3 +82,22 @@ local kind = ARGV[1] == 'completed' and 'stop' or ARGV[1]
 redis.call('XADD', KEYS[2], '*', 'k', kind, 'e', ARGV[3])
 return 1
 """
+
+# KEYS: run hash, idempotency key (the run hash again when there is none).
+# ARGV: deadline (Redis server time, seconds), run id, key ttl, commands JSON (tasks.batch).
+# A submit, all or nothing: nothing at all once the deadline passed (the client has given up
+# and said so: commands that reach a frozen Redis late must not create a run nobody knows of).
+# Returns {0, ''} too late; {2, run id} the key names an existing run; {1, run id} created
+# (also when a retried script finds its own run already there).
+CREATE = """
+local t = redis.call('TIME')
+if tonumber(t[1]) + tonumber(t[2]) / 1000000 > tonumber(ARGV[1]) then return {0, ''} end
+if KEYS[2] ~= KEYS[1] then
+  local existing = redis.call('GET', KEYS[2])
+  if existing then return {2, existing} end
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1, ARGV[2]} end
+for _, c in ipairs(cjson.decode(ARGV[4])) do redis.call(unpack(c)) end
+return {1, ARGV[2]}
+"""
