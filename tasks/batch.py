@@ -45,6 +45,9 @@ class Batch:
     def zremrangebyscore(self, name: str, low: str, high: float) -> None:
         self._add("ZREMRANGEBYSCORE", name, low, repr(float(high)))
 
+    def expire(self, name: str, seconds: int) -> None:
+        self._add("EXPIRE", name, seconds)
+
     def xadd(self, name: str, fields: Mapping[str, Any]) -> None:
         pairs: list[Any] = []
         for k, v in fields.items():

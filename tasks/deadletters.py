@@ -2,7 +2,8 @@
 
 Celery acks a message it cannot decode (non-JSON, pickle refused), rejects unknown or invalid
 tasks, and Redis has no dead-letter exchange; Baton keeps each such message, with the reason,
-in ``{prefix}:dead`` (a :class:`DeadLetter` each) so nothing vanishes unseen.
+in ``{prefix}:dead`` (a :class:`DeadLetter` each) so nothing vanishes unseen; the list keeps
+the newest ``BATON_DEAD_LETTERS_MAX`` and expires a retention period after the last one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ def keep(rt: Runtime, reason: str, message: Any) -> None:
     text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
     headers = dict(getattr(message, "headers", None) or {})
     entry = DeadLetter(reason, headers, text[:MAX_BODY])
-    rt.redis.lpush(rt.keys.dead_letters(), entry.to_json())
+    key = rt.keys.dead_letters()
+    # bounded like everything Baton keeps: the newest ``dead_letters_max``, for the retention
+    # period after the last one came (a stray producer can't fill Redis through this list)
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.lpush(key, entry.to_json())
+    pipe.ltrim(key, 0, rt.settings.dead_letters_max - 1)
+    pipe.expire(key, rt.settings.retention_seconds)
+    pipe.execute()
 
 
 def install(rt: Runtime) -> None:

@@ -88,6 +88,7 @@ def create_run(
     writes.zadd(k.runs(), {run_id: ts})
     # the index holds what retention keeps: trimmed as it grows, one run's worth at a time
     writes.zremrangebyscore(k.runs(), "-inf", ts - rt.settings.retention_seconds)
+    writes.expire(k.runs(), rt.settings.retention_seconds)  # gone after the last run's retention
     writes.xadd(k.events(run_id), log_fields(LogKind.EVENT, envelope))
     writes.sadd(k.live(), run_id)
     if parent is not None:
@@ -232,6 +233,13 @@ def cancel_run(rt: Runtime, run_id: str, top: bool = True) -> bool:
 def cancel_children(rt: Runtime, run_id: str) -> None:
     for child in rt.redis.smembers(rt.keys.children(run_id)):
         cancel_run(rt, str(child), top=False)
+
+
+def expire_deliveries(rt: Runtime, run_id: str, pipe: Any = None) -> None:
+    """A message came for a run that has ended (or expired): the delivery count it just
+    bumped may have made that key anew, with no expiry, so give it one."""
+    client = rt.redis if pipe is None else pipe
+    client.expire(rt.keys.deliveries(run_id), rt.settings.retention_seconds)
 
 
 def _expire(rt: Runtime, run_id: str) -> None:

@@ -141,6 +141,7 @@ class StepTask:
         (status, root, parent_field, deadline), raw_journal, done, delivered = pipe.execute()
         parent = CallAddress.from_field(parent_field)
         if status != RunStatus.RUNNING:
+            runs.expire_deliveries(self.rt, self.run_id)
             if status is not None and parent is not None:
                 runs.reanswer_parent(self.rt, self.run_id, RunStatus(status), parent)
             return None

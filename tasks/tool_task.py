@@ -32,6 +32,8 @@ def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None)
     if status != RunStatus.RUNNING or answered or step_done:
         pipe = rt.redis.pipeline(transaction=False)
         rt.finished(pipe, run_id, task_id)
+        if status != RunStatus.RUNNING:
+            runs.expire_deliveries(rt, run_id, pipe)
         pipe.execute()
         return
     spec = get_tool(name)
