@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 T = TypeVar("T")
 log = logging.getLogger("baton.loop")
 
@@ -51,9 +53,18 @@ class LoopThread:
         self._watchdog.start()
         return self
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and wait for its result (or its exception)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def run(self, coro: Coroutine[Any, Any, T], limit: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result (or its exception); past ``limit``
+        seconds it is cancelled and ``SoftTimeLimitExceeded`` raised, as Celery's soft limit
+        would in a prefork pool."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout=limit)
+        except TimeoutError:
+            if future.done():
+                raise  # the coroutine's own TimeoutError
+            future.cancel()
+            raise SoftTimeLimitExceeded(limit) from None
 
     def stop(self) -> None:
         """Stop the loop once what runs on it now has been cancelled."""
@@ -104,3 +115,5 @@ class LoopThread:
 
 # The loop of the asyncio pool the current task runs in; unset in prefork and threads pools.
 current_loop: ContextVar[LoopThread | None] = ContextVar("baton_current_loop", default=None)
+# The current task's time limit in the asyncio pool (seconds), enforced by :meth:`LoopThread.run`.
+current_limit: ContextVar[float | None] = ContextVar("baton_current_limit", default=None)

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from config import Topology
 from tasks.protocol import TOOL_TASK_PREFIX, Message, StepArgs, ToolArgs
 from workflows.step import Mode
-from workflows.tools import ToolSpec
-from workflows.workflow import Workflow, require_workflow
+from workflows.tools import ToolSpec, all_tools
+from workflows.workflow import Workflow, all_workflows, require_workflow
 
 TOOL_GRACE = 5.0  # hard limit after the soft one, for a tool to report its timeout
 ASYNC_BACKSTOP = 1.0  # an async tool stops at its timeout; the soft limit is only a backstop
-STEP_GRACE = 10.0  # a step's own timeout is enforced by asyncio; the hard limit after it
+STEP_GRACE = 5.0  # a step's own timeout is enforced by asyncio; the hard limit after it
 
 
 @dataclass(frozen=True)
@@ -42,23 +42,58 @@ class Placement:
         cls = require_workflow(workflow)
         return requested or self.topology.modes.get(workflow) or cls.mode or self.default_mode
 
+    def step_limit(self, workflow: type[Workflow], step: str) -> float:
+        """A step task's hard time limit: its timeout (enforced by asyncio) plus a grace."""
+        timeout = workflow.spec.steps[step].options.timeout
+        return self.max_time_limit if timeout is None else timeout + STEP_GRACE
+
+    def tool_limits(self, spec: ToolSpec) -> tuple[float | None, float]:
+        """A tool task's soft and hard time limits.
+
+        A sync tool is stopped by Celery's soft limit (a signal in the pool process); an async
+        one by asyncio at its timeout, with the soft limit a second later only as a backstop,
+        so the signal cannot land while the timeout is being reported."""
+        soft = spec.timeout
+        if soft is not None and inspect.iscoroutinefunction(spec.fn):
+            soft += ASYNC_BACKSTOP
+        return soft, self.max_time_limit if soft is None else soft + TOOL_GRACE
+
+    def uncovered_limits(self, visibility_timeout: float, queues: set[str]) -> list[str]:
+        """Steps and tools served from ``queues`` whose hard time limit the visibility timeout
+        does not cover: their message would be delivered again while they still run."""
+        problems = []
+        fix = (
+            f"the visibility timeout ({visibility_timeout:g}s) does not cover it, so its "
+            "message would be delivered again while it runs; raise BATON_MAX_TIME_LIMIT "
+            "(the visibility timeout follows it) or lower the timeout"
+        )
+        for wf in all_workflows().values():
+            for step in wf.spec.steps:
+                limit = self.step_limit(wf, step)
+                if self.step_queue(wf, step) in queues and limit >= visibility_timeout:
+                    problems.append(
+                        f"step {wf.name}.{step} may run {limit:g}s (its timeout plus "
+                        f"{STEP_GRACE:g}s); {fix}"
+                    )
+        for spec in all_tools().values():
+            _, hard = self.tool_limits(spec)
+            if self.tool_queue(spec) in queues and hard >= visibility_timeout:
+                problems.append(
+                    f"tool {spec.name} may run {hard:g}s (its timeout plus grace); {fix}"
+                )
+        return problems
+
     def step_message(self, workflow: str, step: str, args: StepArgs) -> Message:
         cls = require_workflow(workflow)
-        timeout = cls.spec.steps[step].options.timeout
-        limit = self.max_time_limit if timeout is None else timeout + STEP_GRACE
         name = step_task_name(workflow, step)
-        return Message(name, args, self.step_queue(cls, step), time_limit=limit)
+        return Message(
+            name, args, self.step_queue(cls, step), time_limit=self.step_limit(cls, step)
+        )
 
     def tool_message(
         self, spec: ToolSpec, args: ToolArgs, countdown: float | None = None
     ) -> Message:
-        # A sync tool is stopped by Celery's soft limit (a signal in the pool process); an async
-        # one by asyncio at its timeout, with the soft limit a second later only as a backstop,
-        # so the signal cannot land while the timeout is being reported.
-        soft = spec.timeout
-        if soft is not None and inspect.iscoroutinefunction(spec.fn):
-            soft += ASYNC_BACKSTOP
-        hard = self.max_time_limit if soft is None else soft + TOOL_GRACE
+        soft, hard = self.tool_limits(spec)
         return Message(
             tool_task_name(spec.name),
             args,

@@ -15,7 +15,7 @@ from typing import Any
 from celery.concurrency import thread
 from celery.concurrency.base import apply_target
 
-from tasks.loop import LoopThread, current_loop
+from tasks.loop import LoopThread, current_limit, current_loop
 
 # celery-types lags Celery 5.7's threads pool (no ApplyResult, executor or _get_info in it)
 ThreadPool: Any = thread.TaskPool
@@ -47,18 +47,26 @@ class AsyncioPool(ThreadPool):  # type: ignore[misc]
         kwargs: dict[str, Any] | None = None,
         callback: Any = None,
         accept_callback: Any = None,
+        soft_timeout: float | None = None,
+        timeout: float | None = None,
         **_: Any,
     ) -> Any:
+        # Celery's threads pool ignores time limits; here the task's coroutine is cancelled at
+        # its hard limit, so no task outlives the visibility timeout (step and tool timeouts
+        # proper are enforced earlier, by asyncio, inside the coroutine)
+        limit = timeout or soft_timeout
         future = self.executor.submit(
-            self._on_loop, target, args, kwargs, callback, accept_callback
+            self._on_loop, limit, target, args, kwargs, callback, accept_callback
         )
         return ApplyResult(future)
 
-    def _on_loop(self, *args: Any) -> Any:
+    def _on_loop(self, limit: float | None, *args: Any) -> Any:
         token = current_loop.set(self.loop_thread)
+        limit_token = current_limit.set(limit)
         try:
             return apply_target(*args)
         finally:
+            current_limit.reset(limit_token)
             current_loop.reset(token)
 
     def _get_info(self) -> Any:

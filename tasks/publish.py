@@ -35,8 +35,8 @@ class Publisher:
             args=tuple(m.args.wire()),
             kwargs={},
             countdown=m.countdown,
-            time_limit=m.time_limit,  # type: ignore[arg-type]  # Celery takes float seconds
-            soft_time_limit=m.soft_time_limit,  # type: ignore[arg-type]
+            # no time limits on the wire: the worker that runs the task applies its own (the
+            # task's defaults, see ``tasks.registry``), the ones its visibility timeout covers
             ignore_result=True,
             origin=self.origin,
             # what Flower shows as the arguments; Celery's own saferepr of them costs more

@@ -6,9 +6,13 @@ nothing else: what only a worker needs (dead letters, the reaper) is ``tasks.wor
 
 from __future__ import annotations
 
+import logging
+import traceback
 from typing import Any
 
+import redis
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
 from kombu import Exchange, Queue
 
 from tasks import deadletters, runs
@@ -17,9 +21,12 @@ from tasks.protocol import StepArgs, ToolArgs, compact
 from tasks.runtime import Runtime
 from tasks.step_task import StepTask
 from tasks.tool_task import run_tool
-from workflows.errors import PayloadError
+from workflows._engine.records import JournalEntry
+from workflows.errors import ErrorInfo, PayloadError
 from workflows.tools import all_tools
 from workflows.workflow import all_workflows
+
+log = logging.getLogger("baton.worker")
 
 TASK_OPTIONS: dict[str, Any] = {
     "acks_late": True,
@@ -33,15 +40,18 @@ TASK_OPTIONS: dict[str, Any] = {
 def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
     """Create the tasks; returns task name -> queue (also set as the app's routes)."""
     routes: dict[str, str] = {}
+    placement = rt.placement
     for wf in all_workflows().values():
         for step_name in wf.spec.steps:
             name = step_task_name(wf.name, step_name)
-            _register(app, name, _step_task(rt, wf.name, step_name))
-            routes[name] = rt.placement.step_queue(wf, step_name)
+            limit = placement.step_limit(wf, step_name)
+            _register(app, name, _step_task(rt, wf.name, step_name), None, limit)
+            routes[name] = placement.step_queue(wf, step_name)
     for spec in all_tools().values():
         name = tool_task_name(spec.name)
-        _register(app, name, _tool_task(rt, spec.name))
-        routes[name] = rt.placement.tool_queue(spec)
+        soft, hard = placement.tool_limits(spec)
+        _register(app, name, _tool_task(rt, spec.name), soft, hard)
+        routes[name] = placement.tool_queue(spec)
     app.conf.task_routes = {name: {"queue": queue} for name, queue in routes.items()}
     queues = sorted({*rt.topology.queues, *routes.values()})
     # One direct exchange per queue, named like it, on both sides: routing never depends on
@@ -50,18 +60,30 @@ def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
     return routes
 
 
-def _register(app: Celery, name: str, fn: Any) -> None:
-    app.task(name=name, **TASK_OPTIONS)(fn)  # type: ignore[no-untyped-call]
+def _register(app: Celery, name: str, fn: Any, soft: float | None, hard: float) -> None:
+    """A task whose time limits are this process's (what its visibility timeout covers), not
+    whatever the sender's settings said."""
+    options = {**TASK_OPTIONS, "soft_time_limit": soft, "time_limit": hard}
+    app.task(name=name, **options)(fn)  # type: ignore[no-untyped-call]
 
 
 def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
+    name = step_task_name(workflow, step)
+
     def run(task: Any, run_id: str, inv_id: str, payload: Any, attempt: int) -> None:
         args = StepArgs(run_id, inv_id, payload, attempt)
         try:
             StepTask(rt, workflow, step, args, task.request.id).run()
         except PayloadError as exc:  # a poison message: fail its run, keep the message
-            deadletters.keep(rt, f"{step_task_name(workflow, step)}: {exc}", compact(payload))
+            deadletters.keep(rt, f"{name}: {exc}", compact(payload))
             runs.fail_run(rt, run_id, exc.to_info())
+        except SoftTimeLimitExceeded as exc:  # the asyncio pool's limit (prefork: a hard kill)
+            StepTask(rt, workflow, step, args, task.request.id).hard_timeout(_seconds(exc))
+        except redis.RedisError:
+            raise  # the store is away: the message comes back (unacked restore, the reaper)
+        except Exception as exc:  # Baton could not run the step: the run fails, as data
+            log.exception("%s[%s]: could not run the step", name, task.request.id)
+            runs.fail_run(rt, run_id, internal_error(f"step {name}", exc))
 
     run.__name__ = f"{workflow}__{step}"
     return run
@@ -71,7 +93,32 @@ def _tool_task(rt: Runtime, tool: str) -> Any:
     def run(
         task: Any, run_id: str, inv_id: str, call_id: str, args: dict[str, Any], attempt: int
     ) -> None:
-        run_tool(rt, tool, ToolArgs(run_id, inv_id, call_id, args, attempt), task.request.id)
+        tool_args = ToolArgs(run_id, inv_id, call_id, args, attempt)
+        try:
+            run_tool(rt, tool, tool_args, task.request.id)
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # Baton could not run the call: the step gets the error
+            log.exception("tool %s[%s]: could not run the call", tool, task.request.id)
+            info = internal_error(f"tool {tool}", exc)
+            runs.answer_call(rt, tool_args.address, JournalEntry.error(info), task.request.id)
 
     run.__name__ = f"tool__{tool}"
     return run
+
+
+def internal_error(what: str, exc: BaseException) -> ErrorInfo:
+    """An exception that escaped Baton's own code, as the error a run or a call fails with."""
+    return ErrorInfo(
+        type=type(exc).__name__,
+        message=f"{what}: Baton could not run it: {type(exc).__name__}: {exc}",
+        retryable=False,
+        details={"traceback": "".join(traceback.format_exception(exc))[-4000:]},
+    )
+
+
+def _seconds(exc: BaseException) -> float:
+    try:
+        return float(exc.args[0])
+    except (IndexError, TypeError, ValueError):
+        return 0.0

@@ -199,12 +199,13 @@ def fail_past_deadline(rt: Runtime, run_id: str, parent: CallAddress | None = No
 def answer_call(
     rt: Runtime, address: CallAddress, entry: JournalEntry, task_id: str | None = None
 ) -> None:
-    """Journal a suspended call's answer; the last answer resumes the step (exactly once).
+    """Journal a suspended call's answer; the last answer resumes the step (exactly once: the
+    script itself sends the resume).
 
     ``task_id``: the tool task that answered, done with its message in the same script.
     """
     k = rt.keys
-    resume = rt.script("COMPLETE")(
+    rt.script("COMPLETE")(
         keys=[
             k.journal(address.run, address.inv),
             k.wait(address.run, address.inv),
@@ -212,8 +213,6 @@ def answer_call(
         ],
         args=[address.call_id, entry.to_json(), task_id or ""],
     )
-    if resume:
-        rt.send([Message.from_json(resume)])
 
 
 def cancel_run(rt: Runtime, run_id: str, top: bool = True) -> bool:

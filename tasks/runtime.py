@@ -22,7 +22,7 @@ from redis.retry import Retry
 from config import Settings, Topology, load_topology
 from tasks import scripts
 from tasks.keys import Keys
-from tasks.loop import current_loop
+from tasks.loop import current_limit, current_loop
 from tasks.placement import Placement
 from tasks.protocol import InflightRecord, Message
 from tasks.publish import Publisher
@@ -100,7 +100,7 @@ class Runtime:
         in one, else on this thread's own event loop (kept across tasks)."""
         shared = current_loop.get()
         if shared is not None:
-            return shared.run(coro)
+            return shared.run(coro, current_limit.get())
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
         if loop is None or loop.is_closed() or getattr(self._local, "pid", 0) != os.getpid():
             loop = self._local.loop = asyncio.new_event_loop()

@@ -2,34 +2,59 @@
 
 from __future__ import annotations
 
-# KEYS: journal, wait.  ARGV: resume payload, ttl, call ids...
-# Registers a suspended invocation; pending = calls not answered yet. Returns 1 when none is
-# pending any more (answers raced in before the registration): the caller resumes at once.
-PARK = """
+# Sending a parked step's resume message is part of these scripts, not a later round trip:
+# a process that dies right after the last answer was journaled must not lose the resume.
+# RESUME: record the framed resume message as in flight (due now) and push it onto its queue.
+RESUME = """
+local function resume(inflight, task, record, queue, envelope)
+  local t = redis.call('TIME')
+  local due = string.format('%.3f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
+  redis.call('HSET', inflight, task, '[' .. due .. ',' .. record .. ']')
+  redis.call('LPUSH', queue, envelope)
+end
+"""
+
+# KEYS: journal, wait, inflight, resume's queue list.
+# ARGV: resume message JSON, ttl, resume task id, resume envelope, call ids...
+# Registers a suspended invocation; pending = calls not answered yet. When none is pending any
+# more (answers raced in before the registration) it sends the resume now and returns 1.
+PARK = (
+    RESUME
+    + """
 local pending = 0
-for i = 3, #ARGV do
+for i = 5, #ARGV do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then pending = pending + 1 end
 end
-if pending == 0 then redis.call('DEL', KEYS[2]) return 1 end
-redis.call('HSET', KEYS[2], 'pending', pending, 'resume', ARGV[1])
+if pending == 0 then
+  redis.call('DEL', KEYS[2])
+  resume(KEYS[3], ARGV[3], ARGV[1], KEYS[4], ARGV[4])
+  return 1
+end
+redis.call('HSET', KEYS[2], 'pending', pending, 'resume', ARGV[1], 'task', ARGV[3],
+  'queue', KEYS[4], 'envelope', ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 0
 """
+)
 
 # KEYS: journal, wait, inflight.  ARGV: call id, answer JSON, answering task id (or "").
 # Records a call's answer once (HSETNX: a duplicate answer is ignored) and, when it was the
-# last pending call, returns the resume payload — to exactly one caller.
-COMPLETE = """
+# last pending call, sends the resume — exactly once — and returns it.
+COMPLETE = (
+    RESUME
+    + """
 if ARGV[3] ~= '' then redis.call('HDEL', KEYS[3], ARGV[3]) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end  -- the step already finished
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return false end
 if redis.call('EXISTS', KEYS[2]) == 0 then return false end
 local left = redis.call('HINCRBY', KEYS[2], 'pending', -1)
 if left > 0 then return false end
-local resume = redis.call('HGET', KEYS[2], 'resume')
+local w = redis.call('HMGET', KEYS[2], 'resume', 'task', 'queue', 'envelope')
 redis.call('DEL', KEYS[2])
-return resume
+resume(KEYS[3], w[2], w[1], w[3], w[4])
+return w[1]
 """
+)
 
 # KEYS: journal, buffer, counts.  ARGV: call id, tag, envelope JSON, ttl, (tag, count) pairs...
 # collect_events: buffer the event; when every expected type is in, take them (oldest first),

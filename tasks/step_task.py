@@ -43,7 +43,7 @@ from workflows._engine.records import (
 )
 from workflows.codec import decode_event, dumps
 from workflows.context import Context
-from workflows.errors import ErrorInfo, error_info
+from workflows.errors import ErrorInfo, WorkflowTimeoutError, error_info
 from workflows.events import Event, InputRequiredEvent, StopEvent
 from workflows.tools import get_tool
 from workflows.workflow import require_workflow
@@ -80,8 +80,10 @@ class Hop:
         self.pipe.hset(self.rt.keys.done(self.run_id), inv_id, dump_messages(self.messages))
 
     def commit(self) -> list[Any]:
-        self.rt.finished(self.pipe, self.run_id, self.task_id)
+        # the message is finished last: if Redis loses the tail of this round trip (a crash
+        # under AOF everysec), a message still in flight is delivered again and resends
         self.rt.send(self.messages, self.pipe)
+        self.rt.finished(self.pipe, self.run_id, self.task_id)
         return list(self.pipe.execute())
 
 
@@ -105,16 +107,10 @@ class StepTask:
             self.rt.finished(pipe, self.run_id, self.task_id)
             pipe.execute()
             return
-        payload = self.args.payload
-        event: Event | list[Event] = (
-            [decode_event(e) for e in payload]
-            if isinstance(payload, list)
-            else decode_event(payload)
-        )
         inv = Invocation(
             self.args.inv_id,
             self.step.name,
-            event,
+            self._event(),
             self.args.attempt,
             state.journal,
             state.effects_done,
@@ -138,8 +134,13 @@ class StepTask:
         pipe.hget(self.k.done(self.run_id), self.args.inv_id)
         # per message: a redelivery (or a reaper resend) keeps the task id, a resume does not
         pipe.hincrby(self.k.deliveries(self.run_id), self.task_id or self.args.inv_id, 1)
-        (status, root, parent_field, deadline), raw_journal, done, delivered = pipe.execute()
+        pipe.hexists(self.k.inflight(self.run_id), self.task_id or "")
+        (status, root, parent_field, deadline), raw_journal, done, delivered, in_flight = (
+            pipe.execute()
+        )
         parent = CallAddress.from_field(parent_field)
+        if self.task_id is not None and not in_flight and status == RunStatus.RUNNING:
+            return None  # an earlier delivery finished this message: a duplicate
         if status != RunStatus.RUNNING:
             runs.expire_deliveries(self.rt, self.run_id)
             if status is not None and parent is not None:
@@ -163,6 +164,33 @@ class StepTask:
             return None
         journal, effects = parse_journal_hash(raw_journal)
         return Loaded(journal, effects, root or self.run_id, parent)
+
+    def hard_timeout(self, seconds: float) -> None:
+        """Celery killed this step at its hard time limit (sync code the step's own asyncio
+        timeout could not interrupt): a timeout, retried or failed as its policy says."""
+        state = self._load()
+        if state is None:
+            return
+        inv = Invocation(
+            self.args.inv_id,
+            self.step.name,
+            self._event(),
+            self.args.attempt,
+            state.journal,
+            state.effects_done,
+        )
+        error = WorkflowTimeoutError(
+            f"step {self.step.qualname} was stopped at its hard time limit ({seconds:g}s)",
+            step=self.step.qualname,
+        )
+        hop = Hop(self.rt, self.run_id, state.root, self.task_id)
+        self._failed(hop, inv, Failed(error), set(state.journal), state.parent)
+
+    def _event(self) -> Event | list[Event]:
+        payload = self.args.payload
+        if isinstance(payload, list):
+            return [decode_event(e) for e in payload]
+        return decode_event(payload)
 
     def _resend_outputs(self, done: str) -> None:
         """A redelivered, already finished step: resend what it sent, unless already done."""
@@ -236,12 +264,23 @@ class StepTask:
             else:
                 self._register_waiter(hop, inv, call)
         resume = self.rt.placement.step_message(self.cls.name, self.step.name, self.args)
+        queue, envelope = self.rt.publisher.frame(resume)
         # PARK runs before the calls are pushed, in the same round trip: it counts them all
-        # as pending unless every answer is already journaled (then it asks to resume now).
-        park_at = len(hop.pipe)
+        # as pending unless every answer is already journaled (then it resumes the step now).
         self.rt.script("PARK")(
-            keys=[self.k.journal(self.run_id, inv.id), self.k.wait(self.run_id, inv.id)],
-            args=[resume.to_json(), self.rt.settings.retention_seconds, *_ids(calls)],
+            keys=[
+                self.k.journal(self.run_id, inv.id),
+                self.k.wait(self.run_id, inv.id),
+                self.k.inflight(self.run_id),
+                queue,
+            ],
+            args=[
+                resume.to_json(),
+                self.rt.settings.retention_seconds,
+                resume.task_id,
+                envelope,
+                *_ids(calls),
+            ],
             client=hop.pipe,
         )
         for child in children:
@@ -254,8 +293,7 @@ class StepTask:
                 root=hop.root,
                 pipe=hop.pipe,
             )
-        if hop.commit()[park_at] == 1:
-            self.rt.send([resume])
+        hop.commit()
 
     def _tool_message(self, inv: Invocation, call: ToolCall) -> Message:
         args = ToolArgs(self.run_id, inv.id, call.call_id, call.args)

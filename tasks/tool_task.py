@@ -28,8 +28,12 @@ def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None)
     pipe.hexists(k.journal(run_id, args.inv_id), args.call_id)
     pipe.hincrby(k.deliveries(run_id), task_id or f"{args.call_id}:{args.attempt}", 1)
     pipe.hexists(k.done(run_id), args.inv_id)
-    status, answered, delivered, step_done = pipe.execute()
-    if status != RunStatus.RUNNING or answered or step_done:
+    pipe.hexists(k.inflight(run_id), task_id or "")
+    status, answered, delivered, step_done, in_flight = pipe.execute()
+    # a message no longer in flight was finished by an earlier delivery (a duplicate, or the
+    # requeue of a task whose hard time limit was already reported): nothing to do
+    finished = task_id is not None and not in_flight
+    if status != RunStatus.RUNNING or answered or step_done or finished:
         pipe = rt.redis.pipeline(transaction=False)
         rt.finished(pipe, run_id, task_id)
         if status != RunStatus.RUNNING:
@@ -56,6 +60,20 @@ def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None)
             return
         except SoftTimeLimitExceeded:
             continue
+
+
+def hard_timeout(rt: Runtime, name: str, args: ToolArgs, task_id: str, seconds: float) -> None:
+    """Celery killed the attempt at its hard time limit (the tool ignored the soft one)."""
+    if not rt.redis.hexists(rt.keys.inflight(args.run_id), task_id):
+        return  # it reported before the kill landed
+    spec = get_tool(name)
+    timeout = ToolTimeout(
+        f"tool {name} was stopped at its hard time limit ({seconds:g}s)",
+        tool=name,
+        type="ToolTimeout",
+        attempts=args.attempt,
+    )
+    _report(rt, spec, args, task_id, None, timeout)
 
 
 def _attempt(rt: Runtime, spec: ToolSpec, args: ToolArgs) -> tuple[Any, ToolError | None]:

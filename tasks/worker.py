@@ -6,14 +6,16 @@ patches nothing and connects no signal.
 
 from __future__ import annotations
 
-from tasks import deadletters, guards, reaper
+from tasks import deadletters, guards, reaper, time_limits
 from tasks.runtime import Runtime
 
 
 def install_worker(rt: Runtime) -> None:
     """Make this process a Baton worker: keep rejected messages, sweep lost ones, survive
-    Redis dying under the consumer and stray items on the queue lists."""
+    Redis dying under the consumer and stray items on the queue lists, refuse time limits the
+    visibility timeout cannot cover and report hard kills as timeouts."""
     guards.guard_unacked_restore()
     guards.guard_queue_items(rt)
     deadletters.install(rt)
+    time_limits.install(rt)
     reaper.install(rt)

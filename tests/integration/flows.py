@@ -498,3 +498,67 @@ class Overrun(Workflow):
             return StopEvent(result=await ctx.call_tool("aio_overrun", seconds=ev.seconds))
         except ToolError as exc:
             return StopEvent(result=exc.type)
+
+
+# --- time limits: calls that ignore their soft limit, classes a worker cannot build --------
+
+
+@tool(queue="crash", timeout=1)
+def it_stubborn(label: str) -> str:
+    """Swallows Celery's soft time limit: only the hard limit (timeout + grace) stops it."""
+    import time
+
+    with (_effects_dir() / f"{label}.stubborn").open("a") as fh:
+        fh.write("start\n")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except BaseException:  # noqa: S110  (the point: it ignores SoftTimeLimitExceeded)
+            pass
+    return "finished"
+
+
+class StubbornTool(Workflow):
+    queue = "crash"
+
+    @step
+    async def main(self, ctx: Context, ev: Label) -> StopEvent:
+        try:
+            return StopEvent(result=await ctx.call_tool("it_stubborn", label=ev.label))
+        except ToolError as exc:
+            return StopEvent(result={"type": exc.type, "message": str(exc)})
+
+
+class StubbornStep(Workflow):
+    """A step stuck in sync code: its asyncio timeout cannot fire, the hard limit stops it."""
+
+    queue = "crash"
+
+    @step(timeout=1)
+    async def main(self, ev: Label) -> StopEvent:
+        import time
+
+        with (_effects_dir() / f"{ev.label}.stubborn-step").open("a") as fh:
+            fh.write("start\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                time.sleep(0.05)
+            except BaseException:  # noqa: S110
+                pass
+        return StopEvent(result="finished")
+
+
+class NeedsArgs(Workflow):
+    """A worker builds workflows with no arguments: this one cannot run distributed."""
+
+    queue = "itest"
+
+    def __init__(self, llm: str) -> None:
+        super().__init__()
+        self.llm = llm
+
+    @step
+    async def main(self, ev: Label) -> StopEvent:
+        return StopEvent(result=self.llm)
