@@ -506,17 +506,22 @@ class Overrun(Workflow):
 @tool(queue="crash", timeout=1)
 def it_stubborn(label: str) -> str:
     """Swallows Celery's soft time limit: only the hard limit (timeout + grace) stops it."""
+    _stubborn_sleep(f"{label}.stubborn", 20)
+    return "finished"
+
+
+def _stubborn_sleep(record: str, seconds: float) -> None:
+    """Records a start, then sleeps ``seconds`` swallowing every exception raised into it
+    (Celery's SoftTimeLimitExceeded included): only a hard kill stops it."""
+    import contextlib
     import time
 
-    with (_effects_dir() / f"{label}.stubborn").open("a") as fh:
+    with (_effects_dir() / record).open("a") as fh:
         fh.write("start\n")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(BaseException):
             time.sleep(0.05)
-        except BaseException:  # noqa: S110  (the point: it ignores SoftTimeLimitExceeded)
-            pass
-    return "finished"
 
 
 class StubbornTool(Workflow):
@@ -537,16 +542,7 @@ class StubbornStep(Workflow):
 
     @step(timeout=1)
     async def main(self, ev: Label) -> StopEvent:
-        import time
-
-        with (_effects_dir() / f"{ev.label}.stubborn-step").open("a") as fh:
-            fh.write("start\n")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                time.sleep(0.05)
-            except BaseException:  # noqa: S110
-                pass
+        _stubborn_sleep(f"{ev.label}.stubborn-step", 20)
         return StopEvent(result="finished")
 
 
