@@ -38,7 +38,7 @@ from workflows.errors import (
     error_from_info,
 )
 from workflows.events import Event, StartEvent
-from workflows.workflow import Workflow, require_workflow
+from workflows.workflow import Workflow, require_constructible, require_workflow
 
 LIVE_KINDS = (*USER_KINDS, LogKind.FAILED, LogKind.CANCELLED)  # what stream_events watches
 
@@ -87,7 +87,10 @@ class RunHandle:
         return self.info().status
 
     def result(self, timeout: float | None = 60.0) -> Any:
-        """Wait for the end of the run: its result, or its error raised (rebuilt from data)."""
+        """Wait for the end of the run: its result, or its error raised (rebuilt from data).
+
+        An unknown run is InvalidInputError at once, and so, within about a second, is a run
+        whose keys expire while we wait: never a wait for nothing until ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for _ in self._entries(deadline, kinds=END_KINDS):
             break
@@ -111,7 +114,9 @@ class RunHandle:
         ]
 
     def stream_events(self, timeout: float | None = 60.0) -> Iterator[Event]:
-        """Live: streamed events, input requests and the StopEvent, as they are written."""
+        """Live: streamed events, input requests and the StopEvent, as they are written.
+
+        An unknown (or expired) run is InvalidInputError, as for :meth:`result`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for entry in self._entries(deadline, kinds=LIVE_KINDS):
             if entry.kind in USER_KINDS:
@@ -120,10 +125,18 @@ class RunHandle:
                 return
 
     def _entries(self, deadline: float | None, kinds: tuple[LogKind, ...]) -> Iterator[LogEntry]:
+        """The run's log entries of ``kinds`` as they are written, until ``deadline``.
+
+        Waits in rounds of at most a second; after a quiet round it checks that the run still
+        exists, so a run that never existed or expired meanwhile ends the wait at once."""
+        queries.require_run(self._rt, self.run_id)
         last = "0-0"
         while deadline is None or time.monotonic() < deadline:
             left = 1000 if deadline is None else max(1, int((deadline - time.monotonic()) * 1000))
-            for entry in queries.follow_log(self._rt, self.run_id, last, block_ms=min(left, 1000)):
+            got = queries.follow_log(self._rt, self.run_id, last, block_ms=min(left, 1000))
+            if not got:
+                queries.require_run(self._rt, self.run_id)
+            for entry in got:
                 last = entry.id
                 if entry.kind in kinds:
                     yield entry
@@ -158,6 +171,7 @@ class Client:
         """Validate and enqueue a run; the same idempotency key returns the same run."""
         name = workflow if isinstance(workflow, str) else workflow.name
         cls = require_workflow(name)
+        require_constructible(cls)
         start = cls.make_start_event(start_event, **kwargs)
         deadline = now() + timeout if timeout else None
         run_id, _ = guarded(

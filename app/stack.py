@@ -38,7 +38,8 @@ from tasks.pool import POOL_ENV, POOL_PATH
 from workflows.errors import ConfigurationError, StoreUnavailableError
 
 CELERY_APP = "app.worker:celery_app"
-DEFAULT_FLOWER_PASSWORD = "change-me"
+# never served: the old default, and empty (``BATON_FLOWER_PASSWORD=`` as in deploy/.env.example)
+WELL_KNOWN_FLOWER_PASSWORDS = frozenset({"", "change-me"})
 NOT_PASSED = {"flower_password"}  # secrets the workers have no use for
 
 
@@ -155,11 +156,7 @@ class LocalStack:
         )
         self.procs: dict[str, Proc] = {}
         self.redis_url = settings.redis_url
-        password = settings.flower_password.get_secret_value()
-        self.flower_password_generated = password == DEFAULT_FLOWER_PASSWORD
-        self.flower_password = (
-            secrets.token_urlsafe(12) if self.flower_password_generated else password
-        )
+        self.flower_password, self.flower_password_generated = _flower_password(settings)
         self.flower_url: str | None = None
 
     @property
@@ -305,6 +302,16 @@ class LocalStack:
         url = f"http://127.0.0.1:{port}"
         _wait(lambda: _http_ok(f"{url}/healthcheck"), self.ready_timeout, proc)
         self.flower_url = url
+
+
+def _flower_password(settings: Settings) -> tuple[str, bool]:
+    """The password Flower gets, and whether it was generated: BATON_FLOWER_PASSWORD, unless
+    it is unset or well known, then a random one (``baton up`` prints it)."""
+    secret = settings.flower_password
+    password = "" if secret is None else secret.get_secret_value()
+    if password in WELL_KNOWN_FLOWER_PASSWORDS:
+        return secrets.token_urlsafe(16), True
+    return password, False
 
 
 def _die_with_parent() -> Callable[[], None] | None:

@@ -63,7 +63,11 @@ class Settings(BaseSettings):
         "max_time_limit (default: max_time_limit + 60)",
     )
     flower_user: str = "baton"
-    flower_password: SecretStr = SecretStr("change-me")
+    flower_password: SecretStr | None = Field(
+        default=None,
+        description="Flower basic-auth password; no default, so never a well-known one: "
+        "unset, `baton up` makes a random one and prints it; docker compose requires it",
+    )
     flower_port: int = 5555
     metrics_port: int = 9808
 

@@ -1,8 +1,22 @@
-"""Retry policy shared by steps and tools."""
+"""Retry policies shared by steps and tools, and the LlamaIndex policy protocol steps accept.
+
+A step's policy is asked one question after each failure (:meth:`Retry.after_failure`): the
+delay before the next attempt, or None to stop. Baton's :class:`Retry` answers it from its
+fields; any object with LlamaIndex's ``next(elapsed_time, attempts, error)`` is wrapped in a
+:class:`PolicyRetry` that asks it. Both are plain objects on the step's options, so the
+distributed runtime evaluates them in the worker, from the class definition.
+"""
 
 from __future__ import annotations
 
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Protocol, cast
+
 from pydantic import BaseModel, Field
+
+from workflows.errors import ConfigurationError, WorkflowDefinitionError
 
 
 class Retry(BaseModel):
@@ -27,5 +41,85 @@ class Retry(BaseModel):
     def allows(self, attempt: int) -> bool:
         return attempt <= self.max_attempts
 
+    def after_failure(self, failed: int, error: BaseException, elapsed: float) -> float | None:
+        """The delay before the attempt after ``failed``, or None when none is allowed."""
+        del error, elapsed
+        return self.delay_before(failed + 1) if self.allows(failed + 1) else None
+
 
 NO_RETRY = Retry(1)
+
+
+class RetryPolicy(Protocol):
+    """LlamaIndex's retry-policy protocol: after a failure, the seconds to wait before the
+    next attempt, or None to stop. ``attempts`` counts the failures so far (1 after the first)."""
+
+    def next(self, elapsed_time: float, attempts: int, error: Exception) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class PolicyRetry:
+    """A LlamaIndex-style policy object as Baton's retry machinery asks it.
+
+    ``elapsed`` is the seconds since the step's first attempt started, where the runtime knows
+    it (in-process); a runtime that does not know it passes 0.0.
+    """
+
+    policy: RetryPolicy
+
+    @property
+    def name(self) -> str:
+        return type(self.policy).__name__
+
+    def after_failure(self, failed: int, error: BaseException, elapsed: float) -> float | None:
+        """The policy's delay; an error in it, or an answer that is no delay, is a
+        ConfigurationError naming the policy (the step is then not retried)."""
+        if not isinstance(error, Exception):  # KeyboardInterrupt and kin are never retried
+            return None
+        try:
+            delay = self.policy.next(elapsed, failed, error)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"retry policy {self.name}.next raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if delay is None:
+            return None
+        if not _is_delay(delay):
+            raise ConfigurationError(
+                f"retry policy {self.name}.next returned {delay!r}, "
+                "not a delay in seconds (a number >= 0) or None"
+            )
+        return float(delay)
+
+
+StepRetry = Retry | PolicyRetry
+
+
+def step_retry(policy: object, step: str) -> StepRetry:
+    """A step's ``retry``/``retry_policy`` option as Baton asks it; anything that is neither a
+    :class:`Retry` nor has a usable ``next`` method is a one-line definition error."""
+    if isinstance(policy, Retry | PolicyRetry):
+        return policy
+    method = getattr(policy, "next", None)
+    if callable(method) and _takes_three(method):
+        return PolicyRetry(cast(RetryPolicy, policy))  # duck-typed, as LlamaIndex does
+    raise WorkflowDefinitionError(
+        f"step {step}: retry_policy must be a Retry or an object with a method "
+        f"next(elapsed_time, attempts, error); got {type(policy).__name__}"
+    )
+
+
+def _takes_three(method: object) -> bool:
+    try:
+        inspect.signature(method).bind(0.0, 1, Exception())  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin): let the call decide
+        return True
+    return True
+
+
+def _is_delay(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value >= 0

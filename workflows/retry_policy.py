@@ -1,6 +1,6 @@
 """LlamaIndex Workflows compatibility: ``from workflows.retry_policy import ...``."""
 
-from workflows.retry import Retry
+from workflows.retry import Retry, RetryPolicy
 
 
 def ConstantDelayRetryPolicy(maximum_attempts: int = 3, delay: float = 5.0) -> Retry:
@@ -8,4 +8,4 @@ def ConstantDelayRetryPolicy(maximum_attempts: int = 3, delay: float = 5.0) -> R
     return Retry(max_attempts=maximum_attempts, delay=delay, backoff=1.0)
 
 
-__all__ = ["ConstantDelayRetryPolicy", "Retry"]
+__all__ = ["ConstantDelayRetryPolicy", "Retry", "RetryPolicy"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
 from workflows.events import Event
-from workflows.retry import NO_RETRY, Retry
+from workflows.retry import NO_RETRY, Retry, RetryPolicy, StepRetry, step_retry
 
 Mode = Literal["inprocess", "distributed"]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -22,10 +22,10 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 @dataclass(frozen=True)
 class StepOptions:
-    """What ``@step(...)`` was given."""
+    """What ``@step(...)`` was given (the retry option already checked and wrapped)."""
 
     queue: str | None = None
-    retry: Retry = NO_RETRY
+    retry: StepRetry = NO_RETRY
     timeout: float | None = None
     num_workers: int = 4
 
@@ -58,10 +58,10 @@ def step(fn: F, /) -> F: ...
 def step(
     *,
     queue: str | None = None,
-    retry: Retry | None = None,
+    retry: Retry | RetryPolicy | None = None,
     timeout: float | None = None,
     num_workers: int = 4,
-    retry_policy: Retry | None = None,
+    retry_policy: Retry | RetryPolicy | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -70,16 +70,23 @@ def step(
     /,
     *,
     queue: str | None = None,
-    retry: Retry | None = None,
+    retry: Retry | RetryPolicy | None = None,
     timeout: float | None = None,
     num_workers: int = 4,
-    retry_policy: Retry | None = None,
+    retry_policy: Retry | RetryPolicy | None = None,
 ) -> F | Callable[[F], F]:
-    """Mark an async method as a step (bare, or with options)."""
-    options = StepOptions(queue, retry or retry_policy or NO_RETRY, timeout, num_workers)
+    """Mark an async method as a step (bare, or with options).
+
+    ``retry`` and ``retry_policy`` (LlamaIndex's name) are the same option: a :class:`Retry`, or
+    any object with LlamaIndex's ``next(elapsed_time, attempts, error)``; anything else fails
+    here, when the class is defined, not in the middle of a run.
+    """
+    policy = retry if retry is not None else retry_policy
 
     def mark(f: F) -> F:
-        f.__baton_step__ = options  # type: ignore[attr-defined]
+        name = f.__qualname__.rsplit("<locals>.", 1)[-1]  # Flow.step, even in a function
+        checked = NO_RETRY if policy is None else step_retry(policy, name)
+        f.__baton_step__ = StepOptions(queue, checked, timeout, num_workers)  # type: ignore[attr-defined]
         return f
 
     return mark(fn) if fn is not None else mark

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import ValidationError
 
 from workflows._engine.graph import WorkflowSpec, build_workflow_spec
-from workflows.errors import InvalidInputError, UnknownWorkflowError, WorkflowDefinitionError
+from workflows.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    UnknownWorkflowError,
+    WorkflowDefinitionError,
+)
 from workflows.events import StartEvent
 from workflows.step import Mode, StepOptions
 
@@ -104,6 +110,28 @@ def require_workflow(name: str) -> type[Workflow]:
         known = ", ".join(sorted(_WORKFLOWS)) or "none"
         raise UnknownWorkflowError(f"no workflow named {name!r} (registered: {known})")
     return cls
+
+
+def require_constructible(cls: type[Workflow]) -> None:
+    """A worker builds ``cls()`` with no arguments: refuse, before a run is written, a class
+    whose ``__init__`` requires some (the run would otherwise fail on every worker)."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # no signature to read: let the worker try
+        return
+    try:
+        signature.bind()
+    except TypeError:
+        required = [p.name for p in signature.parameters.values() if _required(p)]
+        raise ConfigurationError(
+            f"workflow {cls.name} cannot run distributed: a worker builds it with no "
+            f"arguments, but its __init__ requires: {', '.join(required)}"
+        ) from None
+
+
+def _required(param: inspect.Parameter) -> bool:
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return param.default is param.empty and param.kind not in variadic
 
 
 def all_workflows() -> dict[str, type[Workflow]]:

@@ -42,7 +42,8 @@ class Invocation:
     """One execution of one step on one input; ``id`` is stable across replays and redelivery.
 
     ``journal`` maps call ids to recorded answers; ``effects_done`` counts, per branch, the
-    effects already applied, so a replay never applies them twice.
+    effects already applied, so a replay never applies them twice. ``first_started`` (monotonic
+    seconds) is when its first attempt began, where the runtime keeps it (in-process).
     """
 
     id: str
@@ -52,6 +53,7 @@ class Invocation:
     journal: Journal = field(default_factory=dict)
     effects_done: dict[str, int] = field(default_factory=dict)
     parking: Parking = field(default_factory=Parking)
+    first_started: float | None = None
 
     def forget_errors(self) -> None:
         """Before a retry: keep completed calls, but let failed ones run again."""

@@ -128,15 +128,19 @@ def react_to_failure(
     event: Event | list[Event],
     exc: BaseException,
     attempt: int,
+    elapsed: float = 0.0,
 ) -> list[Command]:
-    """After a step raised: retry under its policy, hand it to an error handler, or fail the run."""
+    """After a step raised: retry under its policy, hand it to an error handler, or fail the run.
+
+    ``elapsed``: seconds since the step's first attempt started, for policies that ask (0.0
+    where the runtime does not know it)."""
     retryable = not isinstance(exc, BatonError) or exc.retryable
     if isinstance(exc, WorkflowTimeoutError):
         retryable = True
-    policy = step.options.retry
-    if retryable and policy.allows(attempt + 1):
-        return [RetryStep(policy.delay_before(attempt + 1), attempt + 1)]
-    info = step_error_info(step, exc, attempt)
+    delay, why_not = _retry_delay(step, exc, attempt, elapsed) if retryable else (None, "")
+    if delay is not None:
+        return [RetryStep(delay, attempt + 1)]
+    info = step_error_info(step, exc, attempt, why_not)
     handler_event = StepFailedEvent(
         step_name=step.name, error=info, attempts=attempt, input_event=_event_data(event)
     )
@@ -147,14 +151,28 @@ def react_to_failure(
     return [FailRun(info)]
 
 
-def step_error_info(step: StepSpec, exc: BaseException, attempts: int) -> ErrorInfo:
+def _retry_delay(
+    step: StepSpec, exc: BaseException, attempt: int, elapsed: float
+) -> tuple[float | None, str]:
+    """The policy's delay before the next attempt. A policy that cannot decide (it raised, or
+    gave no delay) means no retry, and the second value says why: a run must fail, not hang."""
+    try:
+        return step.options.retry.after_failure(attempt, exc, elapsed), ""
+    except Exception as err:
+        text = err.message if isinstance(err, BatonError) else f"{type(err).__name__}: {err}"
+        return None, f"; not retried: {text}"
+
+
+def step_error_info(
+    step: StepSpec, exc: BaseException, attempts: int, why_not_retried: str = ""
+) -> ErrorInfo:
     details: dict[str, Any] = {"step": step.qualname, "cause_type": type(exc).__name__}
     if isinstance(exc, BatonError):
         details["cause"] = exc.to_info(attempts).model_dump()
     return ErrorInfo(
         type="StepFailedError",
         message=f"step {step.qualname} failed after {attempts} attempt(s): "
-        f"{type(exc).__name__}: {exc}",
+        f"{type(exc).__name__}: {exc}{why_not_retried}",
         attempts=attempts,
         retryable=False,
         details=details,

@@ -8,6 +8,7 @@ to JSON and resumed elsewhere.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from workflows.errors import (
     ChildWorkflowError,
     ErrorInfo,
     RunCancelledError,
+    RunError,
     error_from_info,
 )
 from workflows.events import Event, InputRequiredEvent, StopEvent
@@ -89,7 +91,10 @@ class InProcessRun:
 
     def start(self, event: Event) -> None:
         self.log.append(event)
-        self.dispatch(core.route(self.spec, self.run_id, [(event, None)], batch=False))
+        try:
+            self.dispatch(core.route(self.spec, self.run_id, [(event, None)], batch=False))
+        except Exception as exc:  # Baton's own bug: the handler raises it, like any failure
+            self.fail(self._internal_error("starting the run", exc), exc)
 
     def dispatch(self, deliveries: list[core.Delivery] | tuple[core.Delivery, ...]) -> None:
         for d in deliveries:
@@ -103,8 +108,19 @@ class InProcessRun:
         task.add_done_callback(self.tasks.discard)
 
     async def _run(self, inv: Invocation) -> None:
+        """Drive one invocation; an error in Baton's own code here (the core, routing, the
+        retry decision) fails the run with it, so the run can neither hang nor leave a task
+        exception nobody retrieves."""
+        try:
+            await self._drive(inv)
+        except Exception as exc:
+            self.fail(self._internal_error(f"running step {self._qualname(inv)}", exc), exc)
+
+    async def _drive(self, inv: Invocation) -> None:
         step = self.spec.steps[inv.step]
         async with self.limits[inv.step]:
+            if inv.first_started is None:
+                inv.first_started = time.monotonic()
             while not self.done.done():
                 outcome = await execute(self.workflow, step, Context(self.backend, inv), inv)
                 if isinstance(outcome, Suspended):
@@ -114,8 +130,18 @@ class InProcessRun:
                     return
                 if isinstance(outcome.error, asyncio.CancelledError):
                     return
-                if not await self._failed(inv, outcome):
+                if not await self._failed(inv, outcome, time.monotonic() - inv.first_started):
                     return
+
+    def _qualname(self, inv: Invocation) -> str:
+        return f"{type(self.workflow).name}.{inv.step}"
+
+    def _internal_error(self, doing: str, exc: Exception) -> ErrorInfo:
+        """A Baton error keeps its own data; anything else is a RunError saying where."""
+        if isinstance(exc, BatonError):
+            return exc.to_info()
+        text = f"run {self.run_id} failed in Baton's runtime while {doing}"
+        return RunError(f"{text}: {type(exc).__name__}: {exc}").to_info()
 
     def _completed(self, inv: Invocation, outcome: Completed) -> None:
         for event in outcome.emitted.events:
@@ -128,11 +154,11 @@ class InProcessRun:
             elif isinstance(command, core.Dispatch):
                 self.dispatch(command.deliveries)
 
-    async def _failed(self, inv: Invocation, outcome: Failed) -> bool:
+    async def _failed(self, inv: Invocation, outcome: Failed, elapsed: float) -> bool:
         """Apply the core's decision; True when the step should run again."""
         step = self.spec.steps[inv.step]
         for command in core.react_to_failure(
-            self.spec, step, inv.id, inv.event, outcome.error, inv.attempt
+            self.spec, step, inv.id, inv.event, outcome.error, inv.attempt, elapsed
         ):
             if isinstance(command, core.RetryStep):
                 await asyncio.sleep(command.delay)
