@@ -126,3 +126,18 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return {1, ARGV[2]} end
 for _, c in ipairs(cjson.decode(ARGV[4])) do redis.call(unpack(c)) end
 return {1, ARGV[2]}
 """
+
+# KEYS: in-flight hashes; ARGV: task id, SHA-1 of the record as read, new record (a triple
+# per key). Rewrites a record only if unchanged: never resurrects the record of a finished task.
+RESTAMP = """
+local n = 0
+for i, key in ipairs(KEYS) do
+  local j = 3 * (i - 1)
+  local old = redis.call('HGET', key, ARGV[j + 1])
+  if old and redis.sha1hex(old) == ARGV[j + 2] then
+    redis.call('HSET', key, ARGV[j + 1], ARGV[j + 3])
+    n = n + 1
+  end
+end
+return n
+"""
