@@ -205,7 +205,7 @@ def answer_call(
     ``task_id``: the tool task that answered, done with its message in the same script.
     """
     k = rt.keys
-    rt.script("COMPLETE")(
+    unsent = rt.script("COMPLETE")(
         keys=[
             k.journal(address.run, address.inv),
             k.wait(address.run, address.inv),
@@ -213,6 +213,8 @@ def answer_call(
         ],
         args=[address.call_id, entry.to_json(), task_id or ""],
     )
+    if unsent:  # parked by a Baton that did not frame resumes yet (a rolling upgrade)
+        rt.send([Message.from_json(unsent)])
 
 
 def cancel_run(rt: Runtime, run_id: str, top: bool = True) -> bool:

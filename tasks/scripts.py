@@ -39,7 +39,8 @@ return 0
 
 # KEYS: journal, wait, inflight.  ARGV: call id, answer JSON, answering task id (or "").
 # Records a call's answer once (HSETNX: a duplicate answer is ignored) and, when it was the
-# last pending call, sends the resume — exactly once — and returns it.
+# last pending call, sends the resume — exactly once (a wait record written before resumes were
+# framed at park time is returned for the caller to send).
 COMPLETE = (
     RESUME
     + """
@@ -51,8 +52,9 @@ local left = redis.call('HINCRBY', KEYS[2], 'pending', -1)
 if left > 0 then return false end
 local w = redis.call('HMGET', KEYS[2], 'resume', 'task', 'queue', 'envelope')
 redis.call('DEL', KEYS[2])
+if not w[4] then return w[1] end  -- parked by an older Baton: the caller sends it
 resume(KEYS[3], w[2], w[1], w[3], w[4])
-return w[1]
+return false
 """
 )
 

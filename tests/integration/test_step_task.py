@@ -146,3 +146,16 @@ def test_a_step_delivered_more_than_the_limit_fails_its_run_instead_of_looping(
     assert record.status is RunStatus.FAILED
     assert record.error is not None and "delivered 6 times" in record.error.message
     assert rt.redis.llen(rt.keys.queue("itest")) == 0  # the step did not run
+
+
+def test_the_last_answer_resumes_a_step_parked_by_an_older_baton(rt: Runtime) -> None:
+    run_id = uuid.uuid4().hex
+    k = rt.keys
+    runs.create_run(rt, "AddTwice", run_id, Numbers(a=1, b=2))
+    _, first = run_step(rt)  # parks on it_add
+    # a wait record as written before resumes were framed at park time (a rolling upgrade)
+    rt.redis.hdel(k.wait(run_id, first.inv_id), "task", "queue", "envelope")
+    run_tool_message(rt)
+    name, _ = run_step(rt)  # the resume was sent all the same
+    assert name == "AddTwice.first"
+    assert rt.redis.hexists(k.done(run_id), first.inv_id)
