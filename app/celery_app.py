@@ -30,6 +30,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
         # Redis restart's in-flight messages come back one visibility timeout later
         "unacked_restore_interval": 2,
         "unacked_restore_throttle": 1,
+        # the restore's mutex outlives a worker killed while holding it: kombu's 300 s would
+        # stop every other worker restoring for five minutes
+        "unacked_mutex_expire": 15,
     }
     return {
         "broker_url": url,

@@ -125,3 +125,35 @@ def guard_unacked_restore() -> None:
 
     restore_unacked.baton_guarded = True  # type: ignore[attr-defined]
     kombu_redis.QoS.restore_unacked = restore_unacked  # type: ignore[method-assign]
+
+
+def guard_closed_channel_acks() -> None:
+    """Keep a worker alive when a task finishes after Redis came back (the same kombu 5.7 bug,
+    on the ack path; the chaos suite killed an asyncio worker with it).
+
+    A task that outlives a lost connection acks through its old channel, whose connection
+    kombu dropped: ``AttributeError: 'NoneType' object has no attribute 'client'``, which
+    Celery treats as unrecoverable. Skipping that ack is safe: the message stays in kombu's
+    unacked hash, comes back a visibility timeout later, and its task finds it no longer in
+    flight and does nothing.
+    """
+    qos: Any = kombu_redis.QoS
+    for name in ("ack", "reject"):
+        original = getattr(qos, name)
+        if getattr(original, "baton_guarded", False):
+            continue
+
+        def guarded(self: Any, delivery_tag: Any, *args: Any, _original: Any = original) -> Any:
+            try:
+                return _original(self, delivery_tag, *args)
+            except AttributeError:
+                log.warning(
+                    "could not settle message %s on a channel closed by a lost connection; "
+                    "it comes back after the visibility timeout",
+                    delivery_tag,
+                )
+                self._delivered.pop(delivery_tag, None)
+                return None
+
+        guarded.baton_guarded = True  # type: ignore[attr-defined]
+        setattr(qos, name, guarded)

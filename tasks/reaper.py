@@ -123,15 +123,18 @@ def _live_inflight(rt: Runtime, at: float, cutoff: float) -> list[Inflight]:
 
 
 def _running(rt: Runtime, run_ids: list[str], at: float) -> list[str]:
-    """The runs still running; fails those past their deadline, drops ended ones from live."""
+    """The runs still running; fails those past their deadline, settles ended ones (answers
+    their parent, expires their keys, drops them from live)."""
     r, k = rt.redis, rt.keys
     pipe = r.pipeline(transaction=False)
     for run_id in run_ids:
         pipe.hmget(k.run(run_id), ["status", "deadline"])
     running = []
     for run_id, (status, deadline) in zip(run_ids, pipe.execute(), strict=True):
-        if status != RunStatus.RUNNING:
+        if status is None:  # expired
             r.srem(k.live(), run_id)
+        elif status != RunStatus.RUNNING:  # ended, its follow-up cut short by a crash
+            runs.settle_ended(rt, run_id, RunStatus(status))
         elif deadline and at > float(deadline):
             runs.fail_past_deadline(rt, run_id)
         else:

@@ -154,11 +154,22 @@ def finish_run(rt: Runtime, run_id: str, result: Any, stop: Event, pipe: Any) ->
 def after_end(
     rt: Runtime, run_id: str, ended: Any, parent: CallAddress | None, answer: JournalEntry
 ) -> None:
-    """Once a run ended: expire its keys and answer its parent (both idempotent)."""
-    if ended:
-        _expire(rt, run_id)
+    """Once a run ended: answer its parent, then expire its keys (both idempotent). The run
+    leaves the live set last: if this fails half-way (Redis gone), the reaper finds the ended
+    run still live and settles it again (:func:`settle_ended`)."""
     if ended and parent is not None:
         answer_call(rt, parent, answer)
+    if ended:
+        _expire(rt, run_id)
+
+
+def settle_ended(rt: Runtime, run_id: str, status: RunStatus) -> None:
+    """An ended run still in the live set: its end's follow-up was cut short. Answer its
+    parent again and expire its keys (both idempotent)."""
+    parent = CallAddress.from_field(rt.redis.hget(rt.keys.run(run_id), "parent"))
+    if parent is not None:
+        reanswer_parent(rt, run_id, status, parent)
+    _expire(rt, run_id)
 
 
 def reanswer_parent(rt: Runtime, run_id: str, status: RunStatus, parent: CallAddress) -> None:
@@ -252,7 +263,7 @@ def _expire(rt: Runtime, run_id: str) -> None:
     pipe = r.pipeline(transaction=False)
     if stale:
         pipe.hdel(k.waiters(root), *stale)
-    pipe.srem(k.live(), run_id)
     for key in k.run_keys(run_id):
         pipe.expire(key, rt.settings.retention_seconds)
+    pipe.srem(k.live(), run_id)  # last: until then the reaper settles it again
     pipe.execute()

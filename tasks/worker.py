@@ -15,6 +15,7 @@ def install_worker(rt: Runtime) -> None:
     Redis dying under the consumer and stray items on the queue lists, refuse time limits the
     visibility timeout cannot cover and report hard kills as timeouts."""
     guards.guard_unacked_restore()
+    guards.guard_closed_channel_acks()
     guards.guard_queue_items(rt)
     deadletters.install(rt)
     time_limits.install(rt)

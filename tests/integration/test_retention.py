@@ -15,10 +15,11 @@ import pytest
 from app.celery_app import create_app
 from app.client import Client, RunHandle
 from config import Settings
+from tasks import reaper, runs
 from tasks.deadletters import keep
-from tasks.protocol import DeadLetter, Message, StepArgs
+from tasks.protocol import CallAddress, DeadLetter, Message, RunStatus, StepArgs
 from tests.harness import RedisServer, Worker, eventually, worker_env
-from tests.integration.flows import Answer, Ask
+from tests.integration.flows import Answer, Ask, Numbers
 from workflows import RunCancelledError, StepFailedError
 
 pytestmark = pytest.mark.integration
@@ -124,3 +125,27 @@ def test_the_runs_index_is_trimmed_to_retention_and_expires(redis_server: RedisS
 
     eventually(trimmed, timeout=10, interval=0.2, what="the first run trimmed from the index")
     assert rt.redis.zcard(rt.keys.runs()) <= 10
+
+
+def test_an_ended_run_whose_follow_up_was_cut_short_is_settled_by_the_reaper(
+    redis_server: RedisServer,
+) -> None:
+    """The run's end was written, then Redis went away before its keys got their expiry and
+    its parent its answer: the reaper finds it ended yet live, and finishes the job."""
+    settings = _settings(redis_server.url).model_copy(
+        update={"key_prefix": f"st{uuid.uuid4().hex[:6]}", "retention_seconds": 600}
+    )
+    rt = create_app(settings)[1]
+    k = rt.keys
+    parent_id, child_id = uuid.uuid4().hex, uuid.uuid4().hex
+    runs.create_run(rt, "AddTwice", parent_id, Numbers(a=1, b=1))
+    address = CallAddress(parent_id, "inv", "call-1")
+    rt.redis.hset(k.journal(parent_id, "inv"), "other", '{"ok": 1}')  # the parked step's
+    runs.create_run(rt, "AddTwice", child_id, Numbers(a=2, b=2), parent=address)
+    runs._finish(rt, child_id, RunStatus.FAILED, '"x"', "error", '{"type":"E","message":"m"}', None)
+    assert rt.redis.ttl(k.run(child_id)) == -1 and rt.redis.sismember(k.live(), child_id)
+    reaper.sweep(rt, 60.0, reaper.Suspects(1.0))
+    assert 0 < rt.redis.ttl(k.run(child_id)) <= 600
+    assert not rt.redis.sismember(k.live(), child_id)
+    answer = rt.redis.hget(k.journal(parent_id, "inv"), "call-1")
+    assert answer is not None and '"E"' in answer
