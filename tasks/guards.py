@@ -143,9 +143,11 @@ def guard_closed_channel_acks() -> None:
         if getattr(original, "baton_guarded", False):
             continue
 
-        def guarded(self: Any, delivery_tag: Any, *args: Any, _original: Any = original) -> Any:
+        def guarded(
+            self: Any, delivery_tag: Any, *args: Any, _original: Any = original, **kw: Any
+        ) -> Any:
             try:
-                return _original(self, delivery_tag, *args)
+                return _original(self, delivery_tag, *args, **kw)
             except AttributeError:
                 log.warning(
                     "could not settle message %s on a channel closed by a lost connection; "
