@@ -20,6 +20,7 @@ from tasks.placement import step_task_name, tool_task_name
 from tasks.protocol import StepArgs, ToolArgs, compact
 from tasks.runtime import Runtime
 from tasks.step_task import StepTask
+from tasks.time_limits import limit_seconds
 from tasks.tool_task import run_tool
 from workflows._engine.records import JournalEntry
 from workflows.errors import ErrorInfo, PayloadError
@@ -78,7 +79,7 @@ def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
             deadletters.keep(rt, f"{name}: {exc}", compact(payload))
             runs.fail_run(rt, run_id, exc.to_info())
         except SoftTimeLimitExceeded as exc:  # the asyncio pool's limit (prefork: a hard kill)
-            StepTask(rt, workflow, step, args, task.request.id).hard_timeout(_seconds(exc))
+            StepTask(rt, workflow, step, args, task.request.id).hard_timeout(limit_seconds(exc))
         except redis.RedisError:
             raise  # the store is away: the message comes back (unacked restore, the reaper)
         except Exception as exc:  # Baton could not run the step: the run fails, as data
@@ -115,10 +116,3 @@ def internal_error(what: str, exc: BaseException) -> ErrorInfo:
         retryable=False,
         details={"traceback": "".join(traceback.format_exception(exc))[-4000:]},
     )
-
-
-def _seconds(exc: BaseException) -> float:
-    try:
-        return float(exc.args[0])
-    except (IndexError, TypeError, ValueError):
-        return 0.0

@@ -107,14 +107,7 @@ class StepTask:
             self.rt.finished(pipe, self.run_id, self.task_id)
             pipe.execute()
             return
-        inv = Invocation(
-            self.args.inv_id,
-            self.step.name,
-            self._event(),
-            self.args.attempt,
-            state.journal,
-            state.effects_done,
-        )
+        inv = self._invocation(state)
         loaded = set(state.journal)
         backend = RedisBackend(self.rt, self.run_id, state.root)
         outcome = self.rt.run(execute(self.cls(), self.step, Context(backend, inv), inv))
@@ -171,7 +164,16 @@ class StepTask:
         state = self._load()
         if state is None:
             return
-        inv = Invocation(
+        inv = self._invocation(state)
+        error = WorkflowTimeoutError(
+            f"step {self.step.qualname} was stopped at its hard time limit ({seconds:g}s)",
+            step=self.step.qualname,
+        )
+        hop = Hop(self.rt, self.run_id, state.root, self.task_id)
+        self._failed(hop, inv, Failed(error), set(state.journal), state.parent)
+
+    def _invocation(self, state: Loaded) -> Invocation:
+        return Invocation(
             self.args.inv_id,
             self.step.name,
             self._event(),
@@ -179,12 +181,6 @@ class StepTask:
             state.journal,
             state.effects_done,
         )
-        error = WorkflowTimeoutError(
-            f"step {self.step.qualname} was stopped at its hard time limit ({seconds:g}s)",
-            step=self.step.qualname,
-        )
-        hop = Hop(self.rt, self.run_id, state.root, self.task_id)
-        self._failed(hop, inv, Failed(error), set(state.journal), state.parent)
 
     def _event(self) -> Event | list[Event]:
         payload = self.args.payload

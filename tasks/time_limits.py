@@ -49,7 +49,7 @@ def report_hard_timeout(
 ) -> None:
     """Celery killed the process running ``task_id`` at its hard limit (this runs in the
     worker's main process): answer the call as a timeout, or retry it, as its policy says."""
-    seconds = float(exc.args[0]) if exc.args else 0.0
+    seconds = limit_seconds(exc)
     try:
         if name.startswith(TOOL_TASK_PREFIX):
             hard_timeout(
@@ -60,3 +60,11 @@ def report_hard_timeout(
             StepTask(rt, workflow, step, StepArgs.from_wire(args), task_id).hard_timeout(seconds)
     except Exception:  # Redis away: the reaper resends it, and its next delivery reports it
         log.exception("could not report the hard time limit of %s[%s]", name, task_id)
+
+
+def limit_seconds(exc: BaseException) -> float:
+    """The limit a time-limit exception carries (Celery puts it in ``args[0]``), else 0."""
+    try:
+        return float(exc.args[0])
+    except (IndexError, TypeError, ValueError):
+        return 0.0

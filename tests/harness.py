@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 
 import redis
 
+from app.celery_app import create_app
+from app.client import Client
 from app.stack import pool_env
-from config import QueueSpec
+from config import QueueSpec, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -201,3 +203,15 @@ def worker_env(redis_url: str, testdir: Path, **extra: Any) -> dict[str, str]:
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def private_client(redis_url: str, prefix: str, **settings: Any) -> Client:
+    """A client under a key prefix of its own: its queues and runs are seen only by workers
+    started with the same ``BATON_KEY_PREFIX``."""
+    config = Settings(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        imports=["examples", "tests.integration.flows"],
+        **settings,
+    )
+    return Client(runtime=create_app(config)[1])

@@ -13,12 +13,10 @@ from typing import Any
 
 import pytest
 
-from app.celery_app import create_app
 from app.client import Client
-from config import Settings
 from tasks import queries
 from tasks.protocol import DeadLetter, Message, StepArgs
-from tests.harness import RedisServer, Worker, eventually, worker_env
+from tests.harness import RedisServer, Worker, eventually, private_client, worker_env
 from tests.integration.flows import Answer, Ask
 from tests.integration.test_guarantees import (
     EXPECTED_CRASH_SUM,
@@ -30,16 +28,9 @@ pytestmark = pytest.mark.integration
 QUEUES = ["baton", "tools", "analysis", "itest", "single", "crash"]
 
 
-def _client(url: str, prefix: str) -> Client:
-    settings = Settings(
-        redis_url=url, key_prefix=prefix, imports=["examples", "tests.integration.flows"]
-    )
-    return Client(runtime=create_app(settings)[1])
-
-
 @pytest.fixture(scope="module")
 def aio(redis_server: RedisServer) -> Client:
-    return _client(redis_server.url, "aio")
+    return private_client(redis_server.url, "aio")
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +130,7 @@ def test_an_unknown_task_on_an_asyncio_queue_is_kept_as_a_dead_letter(
 def test_runs_complete_when_an_asyncio_worker_is_killed_with_calls_in_flight(
     redis_server: RedisServer, testdir: Path
 ) -> None:
-    client = _client(redis_server.url, "aiokill")
+    client = private_client(redis_server.url, "aiokill")
     env = worker_env(
         redis_server.url,
         testdir,
@@ -167,7 +158,7 @@ def test_runs_complete_when_an_asyncio_worker_is_killed_with_calls_in_flight(
 def test_a_threads_worker_runs_async_steps_concurrently(
     redis_server: RedisServer, testdir: Path
 ) -> None:
-    client = _client(redis_server.url, "thr")
+    client = private_client(redis_server.url, "thr")
     env = worker_env(redis_server.url, testdir, BATON_KEY_PREFIX="thr")
     worker = Worker(env, QUEUES, concurrency=12, pool="threads", name="thr@test").start()
     try:
@@ -192,7 +183,7 @@ def _dead_letters(client: Client) -> list[DeadLetter]:
 def test_more_tasks_in_flight_than_redis_connections_wait_for_one_instead_of_failing(
     redis_server: RedisServer, testdir: Path
 ) -> None:
-    client = _client(redis_server.url, "aiomax")
+    client = private_client(redis_server.url, "aiomax")
     env = worker_env(
         redis_server.url, testdir, BATON_KEY_PREFIX="aiomax", BATON_REDIS_MAX_CONNECTIONS=6
     )
@@ -208,7 +199,7 @@ def test_more_tasks_in_flight_than_redis_connections_wait_for_one_instead_of_fai
 def test_sigterm_lets_an_asyncio_worker_finish_what_it_has_in_flight(
     redis_server: RedisServer, testdir: Path
 ) -> None:
-    client = _client(redis_server.url, "aioterm")
+    client = private_client(redis_server.url, "aioterm")
     env = worker_env(redis_server.url, testdir, BATON_KEY_PREFIX="aioterm")
     first = Worker(env, ["itest"], concurrency=16, pool="asyncio", name="aioterm1@test").start()
     handle = client.submit("SlowStep", seconds=2)
@@ -228,7 +219,7 @@ def test_sigterm_lets_an_asyncio_worker_finish_what_it_has_in_flight(
 def test_a_message_lost_by_the_broker_is_resent_by_an_asyncio_workers_reaper(
     redis_server: RedisServer, testdir: Path
 ) -> None:
-    client = _client(redis_server.url, "aioreap")
+    client = private_client(redis_server.url, "aioreap")
     handle = client.submit("CrashChain", label="aioreap", steps=1)
     assert client.runtime.redis.delete(client.runtime.keys.queue("crash")) == 1  # lost
     env = worker_env(

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.celery_app import create_app
 from app.client import Client
-from config import Settings
 from tasks import queries
-from tests.harness import RedisServer, Worker, eventually, worker_env
+from tests.harness import RedisServer, Worker, eventually, private_client, worker_env
 
 pytestmark = pytest.mark.integration
 PREFIX = "poison"
@@ -22,12 +20,7 @@ PREFIX = "poison"
 
 @pytest.fixture(scope="module")
 def poison_client(redis_server: RedisServer) -> Client:
-    settings = Settings(
-        redis_url=redis_server.url,
-        key_prefix=PREFIX,
-        imports=["examples", "tests.integration.flows"],
-    )
-    return Client(runtime=create_app(settings)[1])
+    return private_client(redis_server.url, PREFIX)
 
 
 @pytest.fixture(scope="module")

@@ -11,27 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from app.celery_app import create_app
 from app.client import Client
-from config import Settings
 from tasks import runs
-from tests.harness import ProcessDied, RedisServer, Worker, eventually, worker_env
+from tests.harness import ProcessDied, RedisServer, Worker, eventually, private_client, worker_env
 from tests.integration.flows import Label
 from workflows import RunError, StepFailedError
 
 pytestmark = pytest.mark.integration
 
 
-def _client(url: str, prefix: str) -> Client:
-    settings = Settings(
-        redis_url=url, key_prefix=prefix, imports=["examples", "tests.integration.flows"]
-    )
-    return Client(runtime=create_app(settings)[1])
-
-
 @pytest.fixture(scope="module")
 def limits(redis_server: RedisServer) -> Client:
-    return _client(redis_server.url, "limits")
+    return private_client(redis_server.url, "limits")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +78,7 @@ def test_an_exception_in_batons_own_code_fails_the_run_as_data(
 def test_an_asyncio_worker_stops_a_step_at_its_hard_limit(
     redis_server: RedisServer, testdir: Path
 ) -> None:
-    client = _client(redis_server.url, "aiolimits")
+    client = private_client(redis_server.url, "aiolimits")
     env = worker_env(
         redis_server.url,
         testdir,
