@@ -59,10 +59,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
     }
 
 
-def create_app(settings: Settings) -> tuple[Celery, Runtime]:
-    """Import the configured workflow modules and build the app with their tasks.
-
-    Installs no worker hooks: a worker process also calls ``tasks.worker.install_worker``."""
+def import_workflows(settings: Settings) -> None:
+    """Import the modules ``BATON_IMPORTS`` names, which define the workflows and tools."""
     for module in settings.imports:
         try:
             importlib.import_module(module)
@@ -70,6 +68,14 @@ def create_app(settings: Settings) -> tuple[Celery, Runtime]:
             raise ConfigurationError(
                 f"BATON_IMPORTS names {module!r}, which cannot be imported: {exc}"
             ) from exc
+
+
+def create_app(settings: Settings) -> tuple[Celery, Runtime]:
+    """Import the configured workflow modules and build the app with their tasks (an invalid
+    workflow raises ``WorkflowValidationError`` here, naming every problem).
+
+    Installs no worker hooks: a worker process also calls ``tasks.worker.install_worker``."""
+    import_workflows(settings)
     app = Celery("baton")
     app.conf.update(celery_config(settings))
     rt = Runtime(settings, app)

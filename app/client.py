@@ -29,10 +29,12 @@ from tasks.protocol import (
 )
 from tasks.queries import guarded
 from tasks.runtime import Runtime, now
-from workflows.codec import decode_event, loads
+from workflows.codec import decode_event, dumps, from_data, loads
+from workflows.context import Context, context_data, read_context_data, state_type_of
 from workflows.errors import (
     BatonError,
     ErrorInfo,
+    InvalidInputError,
     RunError,
     WorkflowTimeoutError,
     error_from_info,
@@ -141,6 +143,13 @@ class RunHandle:
                 if entry.kind in kinds:
                     yield entry
 
+    def context(self) -> dict[str, Any]:
+        """The run's store as context data (``Context.to_dict()``'s shape): continue it with
+        ``Client.submit(..., context=...)``, or in-process with ``Context.from_dict``."""
+        record = queries.require_run(self._rt, self.run_id)
+        data = {key: loads(text) for key, text in queries.store_data(self._rt, self.run_id).items()}
+        return context_data(record.workflow, state_type_of(require_workflow(record.workflow)), data)
+
     def send_event(self, event: Event, step: str | None = None) -> None:
         """Answer a step waiting for this event (in this run or a child), else route it."""
         inbox.send_event(self._rt, self.run_id, event, step)
@@ -166,13 +175,18 @@ class Client:
         *,
         idempotency_key: str | None = None,
         timeout: float | None = None,
+        context: RunHandle | str | dict[str, Any] | Context[Any] | None = None,
         **kwargs: Any,
     ) -> RunHandle:
-        """Validate and enqueue a run; the same idempotency key returns the same run."""
+        """Validate and enqueue a run; the same idempotency key returns the same run.
+
+        ``context`` continues a conversation: the run starts with the store of an ended run
+        (its handle or id), of ``Context.to_dict()`` data, or of an in-process Context."""
         name = workflow if isinstance(workflow, str) else workflow.name
         cls = require_workflow(name)
         require_constructible(cls)
         start = cls.make_start_event(start_event, **kwargs)
+        store = self._context_store(name, context)
         deadline = now() + timeout if timeout else None
         run_id, _ = guarded(
             lambda: runs.create_run(
@@ -182,9 +196,35 @@ class Client:
                 start,
                 deadline=deadline,
                 idempotency_key=idempotency_key,
+                store=store,
             )
         )
         return RunHandle(self, run_id)
+
+    def _context_store(
+        self, workflow: str, context: RunHandle | str | dict[str, Any] | Context[Any] | None
+    ) -> dict[str, str] | None:
+        """The store a submitted run starts with (key -> JSON), from ``context``."""
+        if context is None:
+            return None
+        if isinstance(context, RunHandle | str):
+            run_id = context.run_id if isinstance(context, RunHandle) else context
+            record = queries.require_run(self.runtime, run_id)
+            if record.status is RunStatus.RUNNING:
+                raise InvalidInputError(
+                    f"run {run_id} is still running: continue a conversation from an ended run"
+                )
+            if record.workflow != workflow:
+                raise InvalidInputError(f"run {run_id} is a {record.workflow} run, not {workflow}")
+            return queries.store_data(self.runtime, run_id)
+        data = context.to_dict() if isinstance(context, Context) else context
+        stored, paused = read_context_data(data, workflow)
+        if paused is not None:
+            raise InvalidInputError(
+                "this context holds an in-process run paused for input: finish it in-process "
+                "(workflow.run(ctx=...)); a distributed run can continue only its store"
+            )
+        return {key: dumps(value) for key, value in stored.items()}
 
     def get(self, run_id: str) -> RunHandle:
         return RunHandle(self, run_id)
@@ -207,6 +247,7 @@ class AsyncClient:
         /,
         **kwargs: Any,
     ) -> RunHandle:
+        """:meth:`Client.submit` (``context=`` included) in a worker thread."""
         return await asyncio.to_thread(partial(self.sync.submit, workflow, start_event, **kwargs))
 
     async def runs(self, status: str | None = None, limit: int = 100) -> list[RunInfo]:
@@ -238,7 +279,7 @@ class AsyncClient:
 def _outcome(record: RunRecord) -> Any:
     """A finished run's result, or its error raised."""
     if record.status is RunStatus.COMPLETED and record.result is not None:
-        return _maybe_event(loads(record.result))
+        return _maybe_event(from_data(loads(record.result)))
     if record.error is not None:
         raise error_from_info(record.error)
     raise RunError(f"run {record.run_id} is {record.status.value} with no result or error")

@@ -7,27 +7,43 @@ The in-process twin is ``workflows._engine.memory.MemoryBackend``.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+
+from pydantic import BaseModel
 
 from tasks.runtime import Runtime
 from workflows._engine import core
-from workflows._engine.backend import MISSING, Invocation, call_tool_inline
+from workflows._engine.backend import MISSING, Invocation, StoreEdit, call_tool_inline
 from workflows._engine.inprocess import run_child_inline
 from workflows._engine.records import ChildCall, Effect, JournalEntry, ToolCall, WaitCall
 from workflows.codec import decode_event, dumps, encode_event, to_jsonable
+from workflows.errors import RunError
 from workflows.events import Event
 from workflows.step import Mode
 from workflows.tools import ToolSpec
+
+STATE_LOCK_SECONDS = 60.0  # how long an edit_state block may hold the run's state lock
 
 
 class RedisBackend:
     """StepBackend for one step invocation in a worker; ``effects`` are applied by the hop."""
 
-    def __init__(self, rt: Runtime, run_id: str, root: str) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        run_id: str,
+        root: str,
+        state_type: type[BaseModel] | None = None,
+    ) -> None:
         self.rt = rt
         self.run_id = run_id
         self.root = root
+        self.state_type = state_type
         self.effects: list[Effect] = []
 
     async def call_tool(
@@ -92,8 +108,51 @@ class RedisBackend:
         raw = self.rt.redis.hget(self.rt.keys.store(self.run_id), key)
         return MISSING if raw is None else json.loads(raw)
 
+    async def store_all(self) -> dict[str, Any]:
+        raw = self.rt.redis.hgetall(self.rt.keys.store(self.run_id))
+        return {key: json.loads(value) for key, value in raw.items()}
+
     async def store_set(self, key: str, value: Any) -> None:
         self.rt.redis.hset(self.rt.keys.store(self.run_id), key, dumps(value))
 
-    async def store_delete(self, key: str) -> None:
-        self.rt.redis.hdel(self.rt.keys.store(self.run_id), key)
+    async def store_delete(self, keys: list[str] | None) -> None:
+        store = self.rt.keys.store(self.run_id)
+        if keys is None:
+            self.rt.redis.delete(store)
+        elif keys:
+            self.rt.redis.hdel(store, *keys)
+
+    @asynccontextmanager
+    async def store_edit(self, inv: Invocation, call_id: str) -> AsyncIterator[StoreEdit]:
+        """Hold the run's state lock (a Redis key with our token, expiring, so a dead worker's
+        lock frees itself) while the block edits; commit in the EDIT script, which writes only
+        while the lock is still ours."""
+        k = self.rt.keys
+        lock, token = k.state_lock(self.run_id), uuid.uuid4().hex
+        pause = 0.002
+        while not self.rt.redis.set(lock, token, nx=True, px=int(STATE_LOCK_SECONDS * 1000)):
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        committed = False
+
+        async def commit(changed: dict[str, Any], full: dict[str, Any]) -> None:
+            nonlocal committed
+            entry = JournalEntry.ok(full)
+            pairs = [x for key, data in changed.items() for x in (key, dumps(data))]
+            done = self.rt.script("EDIT")(
+                keys=[lock, k.store(self.run_id), k.journal(self.run_id, inv.id)],
+                args=[token, call_id, entry.to_json(), self.rt.settings.retention_seconds, *pairs],
+            )
+            if not int(done):
+                raise RunError(
+                    f"run {self.run_id}: an edit_state block held the state lock over "
+                    f"{STATE_LOCK_SECONDS:.0f}s and lost it; its changes were not written"
+                )
+            committed = True
+            inv.journal[call_id] = entry
+
+        try:
+            yield StoreEdit(await self.store_all(), commit)
+        finally:
+            if not committed:
+                self.rt.script("UNLOCK")(keys=[lock], args=[token])

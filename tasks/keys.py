@@ -23,6 +23,10 @@ class Keys:
         """Hash: the run's context store (JSON values)."""
         return f"{self.prefix}:run:{run_id}:store"
 
+    def state_lock(self, run_id: str) -> str:
+        """String: the token of the step editing the store (``edit_state``); expires."""
+        return f"{self.prefix}:run:{run_id}:store:lock"
+
     def journal(self, run_id: str, inv: str) -> str:
         """Hash: recorded answers of one step invocation's calls (call id -> JSON)."""
         return f"{self.prefix}:run:{run_id}:j:{inv}"
@@ -99,6 +103,7 @@ class Keys:
             self.run(run_id),
             self.events(run_id),
             self.store(run_id),
+            self.state_lock(run_id),
             self.done(run_id),
             self.deliveries(run_id),
             self.inflight(run_id),

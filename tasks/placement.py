@@ -11,7 +11,7 @@ from config import Topology
 from tasks.protocol import TOOL_TASK_PREFIX, Message, StepArgs, ToolArgs
 from workflows.step import Mode
 from workflows.tools import ToolSpec, all_tools
-from workflows.workflow import Workflow, all_workflows, require_workflow
+from workflows.workflow import Workflow, require_workflow, runnable_workflows
 
 TOOL_GRACE = 5.0  # hard limit after the soft one, for a tool to report its timeout
 ASYNC_BACKSTOP = 1.0  # an async tool stops at its timeout; the soft limit is only a backstop
@@ -67,7 +67,7 @@ class Placement:
             "message would be delivered again while it runs; raise BATON_MAX_TIME_LIMIT "
             "(the visibility timeout follows it) or lower the timeout"
         )
-        for wf in all_workflows().values():
+        for wf in runnable_workflows().values():
             for step in wf.spec.steps:
                 limit = self.step_limit(wf, step)
                 if self.step_queue(wf, step) in queues and limit >= visibility_timeout:

@@ -67,6 +67,12 @@ def require_run(rt: Runtime, run_id: str) -> RunRecord:
     return record
 
 
+def store_data(rt: Runtime, run_id: str) -> dict[str, str]:
+    """A run's store as stored: key -> JSON text."""
+    with store_errors():
+        return dict(rt.redis.hgetall(rt.keys.store(run_id)))
+
+
 def recent_runs(rt: Runtime, status: str | None = None, limit: int = 100) -> list[RunRecord]:
     """Newest runs first, only those in ``status`` if given; expired ones are skipped."""
     k = rt.keys

@@ -25,7 +25,7 @@ from tasks.tool_task import run_tool
 from workflows._engine.records import JournalEntry
 from workflows.errors import ErrorInfo, PayloadError
 from workflows.tools import all_tools
-from workflows.workflow import all_workflows
+from workflows.workflow import runnable_workflows
 
 log = logging.getLogger("baton.worker")
 
@@ -39,10 +39,13 @@ TASK_OPTIONS: dict[str, Any] = {
 
 
 def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
-    """Create the tasks; returns task name -> queue (also set as the app's routes)."""
+    """Create the tasks; returns task name -> queue (also set as the app's routes).
+
+    Every workflow's graph is checked first: an invalid one stops the process here, with
+    every problem named (an incomplete base class that others complete is skipped)."""
     routes: dict[str, str] = {}
     placement = rt.placement
-    for wf in all_workflows().values():
+    for wf in runnable_workflows().values():
         for step_name in wf.spec.steps:
             name = step_task_name(wf.name, step_name)
             limit = placement.step_limit(wf, step_name)
@@ -71,8 +74,15 @@ def _register(app: Celery, name: str, fn: Any, soft: float | None, hard: float) 
 def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
     name = step_task_name(workflow, step)
 
-    def run(task: Any, run_id: str, inv_id: str, payload: Any, attempt: int) -> None:
-        args = StepArgs(run_id, inv_id, payload, attempt)
+    def run(
+        task: Any,
+        run_id: str,
+        inv_id: str,
+        payload: Any,
+        attempt: int,
+        first_started: float | None = None,  # absent in a first attempt's message
+    ) -> None:
+        args = StepArgs(run_id, inv_id, payload, attempt, first_started)
         try:
             StepTask(rt, workflow, step, args, task.request.id).run()
         except PayloadError as exc:  # a poison message: fail its run, keep the message

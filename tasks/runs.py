@@ -24,7 +24,7 @@ from tasks.protocol import (
 from tasks.runtime import Runtime, now
 from workflows._engine import core
 from workflows._engine.records import JournalEntry
-from workflows.codec import dumps, encode_event
+from workflows.codec import dumps, encode_event, to_data
 from workflows.errors import (
     ErrorInfo,
     RunCancelledError,
@@ -70,8 +70,11 @@ def create_run(
     deadline: float | None = None,
     idempotency_key: str | None = None,
     pipe: Any = None,
+    store: dict[str, str] | None = None,
 ) -> tuple[str, bool]:
     """Write a new run and send its first steps; returns (run id, created).
+
+    ``store``: the store the run starts with (key -> JSON), an earlier run's to continue it.
 
     Given ``pipe``, the writes join the caller's round trip (a child run created by a step).
     Otherwise it is a submit (:func:`submit_writes`): all or nothing within the submit timeout;
@@ -91,6 +94,8 @@ def create_run(
     writes.expire(k.runs(), rt.settings.retention_seconds)  # gone after the last run's retention
     writes.xadd(k.events(run_id), log_fields(LogKind.EVENT, envelope))
     writes.sadd(k.live(), run_id)
+    if store:
+        writes.hset(k.store(run_id), mapping=store)
     if parent is not None:
         writes.sadd(k.children(parent.run), run_id)
     rt.send(messages, writes)
@@ -146,7 +151,7 @@ def finish_run(rt: Runtime, run_id: str, result: Any, stop: Event, pipe: Any) ->
 
     Returns the answer for its parent; the caller runs :func:`after_end` with the script's reply.
     """
-    value = encode_event(result) if isinstance(result, Event) else result
+    value = to_data(result)  # typed: a model comes back a model (codec.from_data)
     _finish(rt, run_id, RunStatus.COMPLETED, dumps(stop), "result", dumps(value), pipe)
     return JournalEntry.ok(value)
 

@@ -99,6 +99,25 @@ redis.call('HSET', KEYS[1], ARGV[1], answer)
 return answer
 """
 
+# KEYS: state lock, store, journal.  ARGV: lock token, call id, journal entry JSON, ttl,
+# then field/value pairs. Commits an ``edit_state`` block: the changed fields and the journal
+# entry that makes a replay skip the block, both or neither, and only while the editor still
+# holds the lock (it expired: 0, and nothing is written).
+EDIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if #ARGV > 4 then redis.call('HSET', KEYS[2], unpack(ARGV, 5)) end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# KEYS: state lock.  ARGV: lock token. Gives the lock back if it is still ours.
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS: run hash, event stream.  ARGV: final status, timestamp, end entry JSON, field, value.
 # Moves a running run to its final status and logs the end entry, both or neither; returns 0
 # if the run had already ended (first end wins).

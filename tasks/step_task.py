@@ -8,7 +8,8 @@ more). A suspended step frees its worker; the last answer to its calls resends i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tasks import runs
@@ -42,9 +43,10 @@ from workflows._engine.records import (
     WaitCall,
 )
 from workflows.codec import decode_event, dumps
-from workflows.context import Context
-from workflows.errors import ErrorInfo, WorkflowTimeoutError, error_info
+from workflows.context import Context, state_type_of
+from workflows.errors import ConfigurationError, ErrorInfo, WorkflowTimeoutError, error_info
 from workflows.events import Event, InputRequiredEvent, StopEvent
+from workflows.factories import workflow_instance
 from workflows.tools import get_tool
 from workflows.workflow import require_workflow
 
@@ -99,18 +101,23 @@ class StepTask:
         self.step = self.cls.spec.steps[step]
         self.args = args
         self.run_id = args.run_id
+        # when this delivery began (wall clock: the next attempt may run on another machine)
+        self.started = time.time()
 
     def run(self) -> None:
         state = self._load()
         if state is None:
-            pipe = self.rt.redis.pipeline(transaction=False)
-            self.rt.finished(pipe, self.run_id, self.task_id)
-            pipe.execute()
+            self._finish_message()
+            return
+        try:
+            workflow = workflow_instance(self.cls)
+        except ConfigurationError as exc:  # its factory failed: no attempt can run
+            self._cannot_build(exc, state)
             return
         inv = self._invocation(state)
         loaded = set(state.journal)
-        backend = RedisBackend(self.rt, self.run_id, state.root)
-        outcome = self.rt.run(execute(self.cls(), self.step, Context(backend, inv), inv))
+        backend = RedisBackend(self.rt, self.run_id, state.root, state_type_of(self.cls))
+        outcome = self.rt.run(execute(workflow, self.step, Context(backend, inv), inv))
         hop = self._hop(backend, inv)
         if isinstance(outcome, Completed):
             self._completed(hop, inv, outcome, state.parent)
@@ -118,6 +125,17 @@ class StepTask:
             self._suspended(hop, inv, outcome, loaded)
         else:
             self._failed(hop, inv, outcome, loaded, state.parent)
+
+    def _finish_message(self) -> None:
+        pipe = self.rt.redis.pipeline(transaction=False)
+        self.rt.finished(pipe, self.run_id, self.task_id)
+        pipe.execute()
+
+    def _cannot_build(self, error: ConfigurationError, state: Loaded) -> None:
+        """Fail the run with the factory's error. The run ends before the message is finished:
+        a crash in between leaves a redelivery that finds the run ended, never a live run."""
+        runs.fail_run(self.rt, self.run_id, error.to_info(self.args.attempt), parent=state.parent)
+        self._finish_message()
 
     def _load(self) -> Loaded | None:
         """Read run status, journal and done marker in one round trip; None: nothing to do."""
@@ -164,6 +182,7 @@ class StepTask:
         state = self._load()
         if state is None:
             return
+        self.started -= seconds  # the attempt began when the limit started counting
         inv = self._invocation(state)
         error = WorkflowTimeoutError(
             f"step {self.step.qualname} was stopped at its hard time limit ({seconds:g}s)",
@@ -173,7 +192,7 @@ class StepTask:
         self._failed(hop, inv, Failed(error), set(state.journal), state.parent)
 
     def _invocation(self, state: Loaded) -> Invocation:
-        return Invocation(
+        inv = Invocation(
             self.args.inv_id,
             self.step.name,
             self._event(),
@@ -181,6 +200,20 @@ class StepTask:
             state.journal,
             state.effects_done,
         )
+        inv.first_started = time.monotonic() - self._elapsed()  # the Invocation's clock
+        return inv
+
+    @property
+    def first_started(self) -> float:
+        """When the invocation's first attempt began (wall clock): carried by the message,
+        else (a first attempt, or a message from an older Baton) this delivery's start."""
+        carried = self.args.first_started
+        return self.started if carried is None else carried
+
+    def _elapsed(self) -> float:
+        """Seconds since the first attempt began (never negative: clocks of two machines may
+        disagree a little)."""
+        return max(0.0, time.time() - self.first_started)
 
     def _event(self) -> Event | list[Event]:
         payload = self.args.payload
@@ -259,7 +292,8 @@ class StepTask:
                 children.append(call)
             else:
                 self._register_waiter(hop, inv, call)
-        resume = self.rt.placement.step_message(self.cls.name, self.step.name, self.args)
+        args = replace(self.args, first_started=self.first_started)  # the resume goes on timing
+        resume = self.rt.placement.step_message(self.cls.name, self.step.name, args)
         queue, envelope = self.rt.publisher.frame(resume)
         # PARK runs before the calls are pushed, in the same round trip: it counts them all
         # as pending unless every answer is already journaled (then it resumes the step now).
@@ -312,7 +346,7 @@ class StepTask:
         parent: CallAddress | None,
     ) -> None:
         commands = core.react_to_failure(
-            self.cls.spec, self.step, inv.id, inv.event, outcome.error, inv.attempt
+            self.cls.spec, self.step, inv.id, inv.event, outcome.error, inv.attempt, self._elapsed()
         )
         failure: ErrorInfo | None = None
         for command in commands:
@@ -341,7 +375,7 @@ class StepTask:
         if errors:
             hop.pipe.hdel(self.k.journal(self.run_id, inv.id), *errors)
         self._persist(hop, inv, loaded)
-        args = StepArgs(self.run_id, inv.id, self.args.payload, command.attempt)
+        args = StepArgs(self.run_id, inv.id, self.args.payload, command.attempt, self.first_started)
         retry = self.rt.placement.step_message(self.cls.name, self.step.name, args)
         hop.messages.append(retry.delayed(command.delay or None))
         note = RetryNote(

@@ -6,6 +6,7 @@ Tests never use the machine's Redis: each session starts its own on a free port 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -25,6 +26,14 @@ from app.stack import pool_env
 from config import QueueSpec, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# the modules every test worker and client imports (their workflows and tools)
+TEST_IMPORTS = [
+    "examples",
+    "tests.integration.flows",
+    "tests.integration.error_flows",
+    "tests.integration.memory_flows",
+    "tests.integration.resource_flows",
+]
 T = TypeVar("T")
 
 
@@ -196,7 +205,7 @@ def worker_env(redis_url: str, testdir: Path, **extra: Any) -> dict[str, str]:
     env.update(
         {
             "BATON_REDIS_URL": redis_url,
-            "BATON_IMPORTS": '["examples", "tests.integration.flows"]',
+            "BATON_IMPORTS": json.dumps(TEST_IMPORTS),
             "BATON_TEST_DIR": str(testdir),
             "PYTHONPATH": str(ROOT),
         }
@@ -211,7 +220,7 @@ def private_client(redis_url: str, prefix: str, **settings: Any) -> Client:
     config = Settings(
         redis_url=redis_url,
         key_prefix=prefix,
-        imports=["examples", "tests.integration.flows"],
+        imports=TEST_IMPORTS,
         **settings,
     )
     return Client(runtime=create_app(config)[1])

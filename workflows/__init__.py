@@ -22,6 +22,7 @@ from workflows.errors import (
     UnknownToolError,
     UnknownWorkflowError,
     WorkflowDefinitionError,
+    WorkflowRuntimeError,
     WorkflowTimeoutError,
     WorkflowValidationError,
 )
@@ -33,6 +34,7 @@ from workflows.events import (
     StepFailedEvent,
     StopEvent,
 )
+from workflows.factories import register_factory
 from workflows.retry import Retry
 from workflows.step import step
 from workflows.tools import ToolContext, tool
@@ -66,9 +68,11 @@ __all__ = [
     "UnknownWorkflowError",
     "Workflow",
     "WorkflowDefinitionError",
+    "WorkflowRuntimeError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
     "catch_error",
+    "register_factory",
     "step",
     "tool",
 ]

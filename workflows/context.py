@@ -8,28 +8,40 @@ that is resumed or redelivered replays to where it was without repeating anythin
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import asyncio
+import functools
+import json
+import typing
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
+from typing import Any, Generic
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
+from typing_extensions import TypeVar
 
-from workflows._engine.backend import MISSING, Invocation, StepBackend
+from workflows._engine.backend import MISSING, Invocation, StepBackend, StoreEdit
 from workflows._engine.core import arrange
 from workflows._engine.executor import branch_path
 from workflows._engine.records import Effect, EffectKind, EntryKind, JournalEntry
-from workflows.codec import decode_event, to_jsonable
+from workflows.codec import TAG, class_path, decode_event, from_data, to_data
 from workflows.errors import (
     ChildWorkflowError,
+    ContextSerdeError,
     ErrorInfo,
     PayloadError,
     ToolError,
     UnknownWorkflowError,
+    WorkflowDefinitionError,
 )
 from workflows.events import Event, StartEvent
+from workflows.retry import RetryInfo
 from workflows.step import Mode
 from workflows.tools import get_tool, tool_error_from_info
 from workflows.workflow import get_workflow
 
 E = TypeVar("E", bound=Event)
+CONTEXT_VERSION = 1
 
 
 class ToolResult(BaseModel):
@@ -40,78 +52,392 @@ class ToolResult(BaseModel):
     error: ErrorInfo | None = None
 
 
-class Store:
-    """Run-scoped JSON state. Keys may be dotted paths (``"a.b"``)."""
+class DictState(BaseModel):
+    """The state of a workflow that declares no state type: any keys, read as attributes or
+    items (LlamaIndex's ``DictState``)."""
 
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
+    model_config = ConfigDict(extra="allow")
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self, key, value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in (self.model_extra or {})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+S = TypeVar("S", bound=BaseModel, default=DictState)
+_EDITING: ContextVar[object | None] = ContextVar("baton_editing_state", default=None)
+
+
+class Store(Generic[S]):
+    """A run's state: top-level keys holding typed values (``to_data``), read and written by
+    dotted paths, or as one state model (``Context[MyState]``; ``DictState`` without one).
+
+    Each key is written atomically; ``edit_state`` is the atomic read-modify-write, against
+    steps running at once in-process or on other workers. The raw operations are the
+    subclass's: a step's store journals its reads, a run context's reads its run's memory.
+    """
+
+    def __init__(self, state_type: type[BaseModel] | None) -> None:
+        self._type = state_type
+
+    # --- raw operations on data (to_data values), per subclass -----------------------------
+
+    async def _read(self, path: str) -> Any:
+        raise NotImplementedError
+
+    async def _read_all(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _read_now(self, key: str) -> Any:
+        """An unjournaled read, for a write that changes part of a key."""
+        raise NotImplementedError
+
+    async def _write(self, key: str, data: Any) -> None:
+        raise NotImplementedError
+
+    async def _remove(self, keys: list[str] | None) -> None:
+        raise NotImplementedError
+
+    def _edit(self) -> AbstractAsyncContextManager[StoreEdit]:
+        raise NotImplementedError
+
+    def _owner(self) -> object:
+        raise NotImplementedError
+
+    # --- the API --------------------------------------------------------------------------
+
+    @property
+    def state_type(self) -> type[BaseModel]:
+        return self._type or DictState
 
     async def get(self, path: str, default: Any = MISSING) -> Any:
-        """The value at ``path``; a missing key without a default raises ValueError."""
-        call_id = self._ctx._next_call_id()
-        entry = self._ctx._inv.journal.get(call_id)
-        if entry is None:
-            head, _, rest = path.partition(".")
-            value = await self._ctx._backend.store_get(head)
-            value = _descend(value, rest) if rest and value is not MISSING else value
-            entry = JournalEntry.ok(value) if value is not MISSING else JournalEntry.missing()
-            self._ctx._inv.journal[call_id] = entry
-        if entry.kind is EntryKind.MISSING:
+        """The value at ``path``; a missing key without a default raises ValueError (a typed
+        state's field reads its default until it is set)."""
+        data = await self._read(path)
+        value = from_data(data) if data is not MISSING else self._field_default(path)
+        if value is MISSING:
             if default is MISSING:
                 raise ValueError(f"no value in the store at {path!r}")
             return default
-        return entry.value
+        return value
 
     async def set(self, path: str, value: Any) -> None:
-        """Set ``path`` to a JSON value (dotted paths create nested objects)."""
-        value = to_jsonable(value)
+        """Set ``path`` to ``value`` (dotted paths create nested objects); a typed state takes
+        only its own fields."""
+        self._check_writable("set")
         head, _, rest = path.partition(".")
+        self._check_field(head)
+        data = to_data(value)
         if rest:
-            current = await self._ctx._backend.store_get(head)
-            container = current if isinstance(current, dict) else {}
-            _assign(container, rest, value)
-            value = container
-        await self._ctx._backend.store_set(head, value)
+            current = await self._read_now(head)
+            if current is MISSING:
+                default = self._field_default(head)
+                current = {} if default is MISSING else to_data(default)
+            container = _container(current)
+            _assign(container, rest, data)
+            data = current if _is_tagged_model(current) else container
+        await self._write(head, data)
 
     async def delete(self, key: str) -> None:
-        await self._ctx._backend.store_delete(key)
+        """Remove a top-level key (a typed state's field reads its default again)."""
+        self._check_writable("delete")
+        await self._remove([key])
+
+    async def get_state(self) -> S:
+        """The state as its model (``DictState`` when the workflow declares no state type)."""
+        return self._build(await self._read_all())
+
+    async def set_state(self, state: S) -> None:
+        """Write every field of ``state`` (keys it does not name are kept)."""
+        self._check_writable("set_state")
+        if not isinstance(state, self.state_type):
+            raise ValueError(
+                f"set_state takes a {self.state_type.__name__}, not {type(state).__name__}"
+            )
+        for key, data in _state_data(state).items():
+            await self._write(key, data)
+
+    async def clear(self) -> None:
+        """Reset the state: every key removed, typed fields back to their defaults."""
+        self._check_writable("clear")
+        await self._remove(None)
+
+    @asynccontextmanager
+    async def edit_state(self) -> AsyncIterator[S]:
+        """Edit the state as its model; the changes are committed when the block ends, as one
+        atomic step against every other ``edit_state`` of the run. An exception in the block
+        discards them. Inside the block, change the model, not the store."""
+        self._check_writable("edit_state")
+        async with self._edit() as edit:
+            state = self._build(edit.data)
+            token = _EDITING.set(self._owner())
+            try:
+                yield state
+            finally:
+                _EDITING.reset(token)
+            after = _state_data(state)
+            changed = {k: v for k, v in after.items() if edit.data.get(k, MISSING) != v}
+            await edit.commit(changed, {**edit.data, **after})
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _build(self, data: dict[str, Any]) -> S:
+        values = {k: from_data(v) for k, v in data.items()}
+        try:
+            return self.state_type.model_validate(values)  # type: ignore[return-value]
+        except ValidationError as exc:
+            raise PayloadError(
+                f"the store does not hold a valid {self.state_type.__name__}: {exc}"
+            ) from exc
+
+    def _field_default(self, path: str) -> Any:
+        head, _, rest = path.partition(".")
+        field = self._type.model_fields.get(head) if self._type is not None else None
+        if field is None or field.is_required():
+            return MISSING
+        value = field.get_default(call_default_factory=True)
+        return _descend(to_data(value), rest) if rest else value
+
+    def _check_field(self, key: str) -> None:
+        if self._type is not None and key not in self._type.model_fields:
+            raise ValueError(f'"{self._type.__name__}" object has no field "{key}"')
+
+    def _check_writable(self, what: str) -> None:
+        if _EDITING.get() is self._owner():
+            raise RuntimeError(
+                f"store.{what}() inside edit_state(): change the state object the block "
+                "gives you instead (it is written when the block ends)"
+            )
 
 
-class Context:
-    """What a step uses to reach its run: store, events, tools, child workflows."""
+class StepStore(Store[S]):
+    """The store as a step sees it: reads are journaled, so a replayed step reads what its
+    first run read; an ``edit_state`` block that committed is not applied again."""
 
-    def __init__(self, backend: StepBackend, invocation: Invocation) -> None:
-        self._backend = backend
-        self._inv = invocation
+    def __init__(self, ctx: Context[Any], state_type: type[BaseModel] | None) -> None:
+        super().__init__(state_type)
+        self._ctx = ctx
+
+    def _journaled(self) -> tuple[str, JournalEntry | None]:
+        call_id = self._ctx._next_call_id()
+        return call_id, self._ctx._invocation.journal.get(call_id)
+
+    async def _read(self, path: str) -> Any:
+        call_id, entry = self._journaled()
+        if entry is None:
+            head, _, rest = path.partition(".")
+            data = await self._ctx._step_backend.store_get(head)
+            data = _descend(data, rest) if rest and data is not MISSING else data
+            entry = JournalEntry.ok(data) if data is not MISSING else JournalEntry.missing()
+            self._ctx._invocation.journal[call_id] = entry
+        return MISSING if entry.kind is EntryKind.MISSING else entry.value
+
+    async def _read_all(self) -> dict[str, Any]:
+        call_id, entry = self._journaled()
+        if entry is None:
+            entry = JournalEntry.ok(await self._ctx._step_backend.store_all())
+            self._ctx._invocation.journal[call_id] = entry
+        return dict(entry.value)
+
+    async def _read_now(self, key: str) -> Any:
+        return await self._ctx._step_backend.store_get(key)
+
+    async def _write(self, key: str, data: Any) -> None:
+        await self._ctx._step_backend.store_set(key, data)
+
+    async def _remove(self, keys: list[str] | None) -> None:
+        await self._ctx._step_backend.store_delete(keys)
+
+    @asynccontextmanager
+    async def _edit(self) -> AsyncIterator[StoreEdit]:
+        call_id, entry = self._journaled()
+        if entry is not None:  # committed by an earlier run of this step: not again
+            yield StoreEdit(dict(entry.value), _no_commit)
+            return
+        async with self._ctx._step_backend.store_edit(self._ctx._invocation, call_id) as edit:
+            yield edit
+
+    def _owner(self) -> object:
+        return self._ctx._step_backend.run_id
+
+
+class RunStore(Store[S]):
+    """The store of a :class:`Context` built by the user: its run's memory, directly."""
+
+    def __init__(self, state: RunState) -> None:
+        super().__init__(state.state_type)
+        self._state = state
+
+    async def _read(self, path: str) -> Any:
+        head, _, rest = path.partition(".")
+        data = self._state.data.get(head, MISSING)
+        return _descend(data, rest) if rest and data is not MISSING else data
+
+    async def _read_all(self) -> dict[str, Any]:
+        return dict(self._state.data)
+
+    async def _read_now(self, key: str) -> Any:
+        return self._state.data.get(key, MISSING)
+
+    async def _write(self, key: str, data: Any) -> None:
+        self._state.data[key] = data
+
+    async def _remove(self, keys: list[str] | None) -> None:
+        self._state.remove(keys)
+
+    def _edit(self) -> AbstractAsyncContextManager[StoreEdit]:
+        return self._state.edit(None, "")
+
+    def _owner(self) -> object:
+        return self._state
+
+
+async def _no_commit(changed: dict[str, Any], full: dict[str, Any]) -> None:
+    del changed, full
+
+
+class RunState:
+    """An in-process run's store: top-level key -> ``to_data`` value. A :class:`Context` the
+    user builds owns one and lends it to each run it is given, which is the memory across
+    runs."""
+
+    def __init__(self, state_type: type[BaseModel] | None) -> None:
+        self.state_type = state_type
+        self.data: dict[str, Any] = {}
+        self._lock: asyncio.Lock | None = None
+
+    def remove(self, keys: list[str] | None) -> None:
+        for key in list(self.data) if keys is None else keys:
+            self.data.pop(key, None)
+
+    @asynccontextmanager
+    async def edit(self, inv: Invocation | None, call_id: str) -> AsyncIterator[StoreEdit]:
+        """One edit at a time; the commit applies the changed keys (and journals the edit)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+
+            async def commit(changed: dict[str, Any], full: dict[str, Any]) -> None:
+                self.data.update(changed)
+                if inv is not None:
+                    inv.journal[call_id] = JournalEntry.ok(full)
+
+            yield StoreEdit(dict(self.data), commit)
+
+
+class Context(Generic[S]):
+    """What a step uses to reach its run: store, events, tools, child workflows.
+
+    Built by the user as ``Context(workflow)``, it is a run's memory: give it to
+    ``workflow.run(ctx=ctx)`` again and again and the store carries over (a chat's history);
+    ``to_dict()`` / ``Context.from_dict()`` save and restore it, a run paused for input
+    included. Steps receive their own Context, with the same store.
+    """
+
+    store: Store[S]
+
+    def __init__(self, workflow: Any, invocation: Invocation | None = None) -> None:
         self._seq: dict[str, int] = {}
         self._fx: dict[str, int] = {}
-        self.store = Store(self)
+        self._run: Any = None
+        self._paused: dict[str, Any] | None = None
+        if invocation is None:  # the user's Context(workflow)
+            self._workflow = workflow
+            self._state = RunState(state_type_of(type(workflow)))
+            self.store = RunStore(self._state)
+            self._backend: StepBackend | None = None
+            self._inv: Invocation | None = None
+        else:  # a step's: built by the runtime with its backend
+            self._backend, self._inv = workflow, invocation
+            self.store = StepStore(self, workflow.state_type)
+
+    @property
+    def _step_backend(self) -> StepBackend:
+        if self._backend is None:
+            raise RuntimeError("only a step's Context reaches the runtime; this one is a run's")
+        return self._backend
+
+    @property
+    def _invocation(self) -> Invocation:
+        if self._inv is None:
+            raise RuntimeError("only a step's Context reaches the runtime; this one is a run's")
+        return self._inv
+
+    # --- a run's Context: memory across runs ---------------------------------------------
+
+    def to_dict(self, serializer: Any = None) -> dict[str, Any]:
+        """This context as JSON data: the store, and a run paused waiting for input (continued
+        by ``workflow.run(ctx=Context.from_dict(workflow, data))``)."""
+        del serializer  # accepted for LlamaIndex compatibility: the codec is Baton's own
+        from workflows._engine.handler import paused_run_data
+
+        if self._inv is not None:
+            raise RuntimeError("to_dict() is for a run's Context (handler.ctx), not a step's")
+        paused = self._paused if self._run is None else paused_run_data(self._run)
+        return context_data(
+            type(self._workflow).name, self._state.state_type, self._state.data, paused
+        )
+
+    @classmethod
+    def from_dict(cls, workflow: Any, data: dict[str, Any], serializer: Any = None) -> Context[S]:
+        """A context restored from :meth:`to_dict` (also ``RunHandle.context()`` of a
+        distributed run); malformed data is InvalidInputError."""
+        del serializer
+        ctx: Context[S] = cls(workflow)
+        ctx._state.data, ctx._paused = read_context_data(data, type(workflow).name)
+        return ctx
+
+    def _take_paused(self) -> dict[str, Any] | None:
+        paused, self._paused = self._paused, None
+        return paused
+
+    @property
+    def is_running(self) -> bool:
+        """A run given this context is still going."""
+        return self._run is not None and not self._run.done.done()
 
     @property
     def run_id(self) -> str:
+        if self._backend is None:
+            if self._run is None:
+                raise RuntimeError("this Context has not been given to a run yet")
+            return str(self._run.run_id)
         return self._backend.run_id
 
     @property
     def attempt(self) -> int:
         """This step's attempt number (1 on the first try)."""
-        return self._inv.attempt
+        return self._invocation.attempt
 
     def _next_call_id(self) -> str:
         """``<invocation>.<n>``: the n-th call of the step's branch (see ``branch_path``)."""
         path = branch_path()
         n = self._seq[path] = self._seq.get(path, 0) + 1
-        return f"{self._inv.id}.{path}.{n}" if path else f"{self._inv.id}.{n}"
+        return f"{self._invocation.id}.{path}.{n}" if path else f"{self._invocation.id}.{n}"
 
     def _effect(self, kind: EffectKind, event: Event, step: str | None = None) -> None:
         path = branch_path()
         n = self._fx.get(path, 0)
         self._fx[path] = n + 1
-        if n >= self._inv.effects_done.get(path, 0):
-            self._backend.effect(self._inv, Effect(f"{path}:{n}", kind, event, step))
-            self._inv.effects_done[path] = n + 1
+        if n >= self._invocation.effects_done.get(path, 0):
+            self._step_backend.effect(self._invocation, Effect(f"{path}:{n}", kind, event, step))
+            self._invocation.effects_done[path] = n + 1
 
     def send_event(self, event: Event, step: str | None = None) -> None:
-        """Emit an event into the run (to ``step`` only, when named): the fan-out primitive."""
+        """Emit an event into the run (to ``step`` only, when named): the fan-out primitive.
+        On a run's Context (``handler.ctx``) it answers a waiting step or routes the event."""
+        if self._backend is None:
+            if self._run is None:
+                raise RuntimeError("this Context has not been given to a run yet")
+            self._run.deliver(event, step)
+            return
         self._effect(EffectKind.SEND, event, step)
 
     def write_event_to_stream(self, event: Event) -> None:
@@ -126,11 +452,11 @@ class Context:
         Decided atomically by the runtime, so exactly one invocation receives the full set.
         """
         call_id = self._next_call_id()
-        entry = self._inv.journal.get(call_id)
+        entry = self._invocation.journal.get(call_id)
         if entry is None:
             tags, key = _tags(expected)
-            buffer = buffer_id or f"{self._inv.step}:{key}"
-            got = self._backend.collect(self._inv, call_id, buffer, event, tags)
+            buffer = buffer_id or f"{self._invocation.step}:{key}"
+            got = self._step_backend.collect(self._invocation, call_id, buffer, event, tags)
             return got
         if entry.value is None:
             return None
@@ -140,9 +466,9 @@ class Context:
         """Call a registered tool; its failure raises ToolError (type, message, attempts)."""
         spec = get_tool(name)
         call_id = self._next_call_id()
-        entry = self._inv.journal.get(call_id)
+        entry = self._invocation.journal.get(call_id)
         if entry is None:
-            return await self._backend.call_tool(self._inv, call_id, spec, kwargs)
+            return await self._step_backend.call_tool(self._invocation, call_id, spec, kwargs)
         if entry.failed:
             raise tool_error_from_info(entry.error_info())
         return entry.value
@@ -168,14 +494,14 @@ class Context:
         cls = get_workflow(name)
         if cls is None:
             raise UnknownWorkflowError(f"no workflow named {name!r}")
-        start = start_event if start_event is not None else cls.make_start_event(**kwargs)
+        start = cls.make_start_event(start_event, **kwargs)  # one its start step takes
         call_id = self._next_call_id()
-        entry = self._inv.journal.get(call_id)
+        entry = self._invocation.journal.get(call_id)
         if entry is None:
-            return await self._backend.run_child(self._inv, call_id, name, start, mode)
+            return await self._step_backend.run_child(self._invocation, call_id, name, start, mode)
         if entry.failed:
             raise ChildWorkflowError.of(name, entry.error_info())
-        return entry.value
+        return from_data(entry.value)
 
     async def wait_for_event(
         self,
@@ -192,16 +518,23 @@ class Context:
         """
         del waiter_id, timeout  # accepted for LlamaIndex compatibility
         call_id = self._next_call_id()
-        entry = self._inv.journal.get(call_id)
+        entry = self._invocation.journal.get(call_id)
         if entry is None:
-            answer = await self._backend.wait_event(
-                self._inv, call_id, event_type, waiter_event, dict(requirements or {})
+            answer = await self._step_backend.wait_event(
+                self._invocation, call_id, event_type, waiter_event, dict(requirements or {})
             )
             return answer  # type: ignore[return-value]  # the runtime matched event_type
         event = decode_event(entry.value)
         if not isinstance(event, event_type):
             raise PayloadError(f"expected {event_type.__name__}, got {type(event).__name__}")
         return event
+
+    def retry_info(self) -> RetryInfo:
+        """This step's retry state (LlamaIndex's): retry number (0 on the first attempt) and
+        seconds since its first attempt began, in both runtimes; ``last_exception`` and
+        ``last_failed_at`` are None (the step's error is in the run's log, as a retry entry)."""
+        inv = self._invocation
+        return RetryInfo.of_attempt(inv.attempt, inv.first_started)
 
 
 def _tags(expected: list[type[Event]]) -> tuple[list[str], str]:
@@ -217,12 +550,91 @@ def _tags(expected: list[type[Event]]) -> tuple[list[str], str]:
     return tags, ",".join(sorted(set(tags)))
 
 
-def _descend(value: Any, path: str) -> Any:
+def context_data(
+    workflow: str,
+    state_type: type[BaseModel] | None,
+    data: dict[str, Any],
+    paused: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A context as JSON data: what ``Context.to_dict()`` and ``RunHandle.context()`` give."""
+    return {
+        "version": CONTEXT_VERSION,
+        "workflow": workflow,
+        "state": {
+            "type": None if state_type is None else class_path(state_type),
+            "data": json.loads(json.dumps(data)),  # a copy, and proof that it is JSON
+        },
+        "paused": paused,
+    }
+
+
+def read_context_data(data: Any, workflow: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The store data and paused run of :func:`context_data` output, checked: data of another
+    workflow or another shape is one ContextSerdeError saying what is wrong."""
+    try:
+        if data.get("version") != CONTEXT_VERSION:
+            raise ContextSerdeError(f"unsupported context version {data.get('version')!r}")
+        if data["workflow"] != workflow:
+            raise ContextSerdeError(f"the context is of {data['workflow']}, not {workflow}")
+        stored, paused = data["state"]["data"], data.get("paused")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ContextSerdeError(f"malformed context data: {exc!r}") from exc
+    if not isinstance(stored, dict) or not (paused is None or isinstance(paused, dict)):
+        raise ContextSerdeError("malformed context data: 'state.data' must be an object")
+    return dict(stored), paused
+
+
+def _descend(data: Any, path: str) -> Any:
+    """The data at a dotted path inside a key's data (through models' fields too)."""
     for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
+        data = _container(data) if _is_tagged_model(data) else data
+        if not isinstance(data, dict) or part not in data or TAG in data:
             return MISSING
-        value = value[part]
-    return value
+        data = data[part]
+    return data
+
+
+def _is_tagged_model(data: Any) -> bool:
+    return isinstance(data, dict) and data.get(TAG) == "model"
+
+
+def _container(data: Any) -> dict[str, Any]:
+    """The dict a dotted write changes: a model's fields, a plain object, or a new one."""
+    if _is_tagged_model(data):
+        value = data["value"]
+        return value if isinstance(value, dict) else {}
+    return data if isinstance(data, dict) and TAG not in data else {}
+
+
+def _state_data(state: BaseModel) -> dict[str, Any]:
+    """A state model as store keys: one per field (and extra key), each a typed value."""
+    names = [*type(state).model_fields, *(state.model_extra or {})]
+    return {name: to_data(getattr(state, name)) for name in names}
+
+
+def state_type_of(workflow: type[Any]) -> type[BaseModel] | None:
+    """The state model a workflow's steps declare with ``ctx: Context[MyState]`` (None: none
+    does). Steps that declare different ones are a WorkflowDefinitionError."""
+    return _state_type(tuple(s.fn for s in workflow.spec.steps.values()), workflow.name)
+
+
+@functools.lru_cache(maxsize=512)
+def _state_type(fns: tuple[Any, ...], workflow: str) -> type[BaseModel] | None:
+    found: set[type[BaseModel]] = set()
+    for fn in fns:
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:  # reported by the step's own checks
+            continue
+        for hint in hints.values():
+            args = typing.get_args(hint)
+            if typing.get_origin(hint) is Context and args and isinstance(args[0], type):
+                found.add(args[0])
+    found.discard(DictState)
+    if len(found) > 1:
+        names = ", ".join(sorted(t.__name__ for t in found))
+        raise WorkflowDefinitionError(f"{workflow}: steps declare different state types ({names})")
+    return next(iter(found), None)
 
 
 def _assign(container: dict[str, Any], path: str, value: Any) -> None:

@@ -12,6 +12,7 @@ other side with :func:`error_from_info`::
     ├── InvalidInputError              a start payload / event / tool argument is invalid
     │   ├── UnknownWorkflowError
     │   ├── UnknownToolError
+    │   ├── ContextSerdeError          context data (``Context.from_dict``) that cannot be read
     │   └── PayloadError               not JSON, too large, or an unknown event type tag
     │       └── UnknownEventTypeError
     ├── StoreUnavailableError          Redis cannot be reached
@@ -20,15 +21,34 @@ other side with :func:`error_from_info`::
         ├── ToolError                  a tool call failed (type, message, attempts)
         │   └── ToolTimeout
         ├── WorkflowTimeoutError
-        ├── RunCancelledError
+        ├── WorkflowRuntimeError       the run was used wrongly while it ran
+        │   └── WorkflowStepDoesNotExistError
+        ├── RunCancelledError          (alias: WorkflowCancelledByUser)
         └── ChildWorkflowError         a child workflow failed; carries the child's error
+
+LlamaIndex Workflows re-raises a step's own exception, so its users write ``except KeyError``.
+When a step raised an Exception that is not a Baton error, the StepFailedError (and a parent's
+ChildWorkflowError) is also an instance of that exception's class, with its ``args`` and
+attributes — in-process, and on a client that has imported the class (see ``_original``).
+``WorkflowConfigurationError`` (LlamaIndex's name) is an alias of WorkflowDefinitionError.
 """
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from workflows._original import (
+    OriginalException,
+    attributes,
+    baton_class,
+    combined_class,
+    describe,
+    instantiate,
+    original_class,
+    resolve,
+)
 
 
 class ErrorInfo(BaseModel):
@@ -58,7 +78,7 @@ class BatonError(Exception):
 
     def to_info(self, attempts: int = 1) -> ErrorInfo:
         return ErrorInfo(
-            type=type(self).__name__,
+            type=baton_class(type(self)).__name__,  # a combined class travels as its Baton class
             message=self.message,
             attempts=attempts,
             retryable=self.retryable,
@@ -69,6 +89,10 @@ class BatonError(Exception):
     def _from_info(cls, info: ErrorInfo) -> Self:
         known = {k: v for k, v in info.details.items() if k in cls._fields}
         return cls(info.message, **known)
+
+    def _original_data(self) -> OriginalException | None:
+        """The step exception this error stands for, as data; None for most errors."""
+        return None
 
 
 class WorkflowDefinitionError(BatonError):
@@ -129,6 +153,11 @@ class UnknownToolError(InvalidInputError):
         self.tool = tool
 
 
+class ContextSerdeError(InvalidInputError):
+    """Context data (``Context.from_dict``, ``Client.submit(context=...)``) of another workflow,
+    version or shape (LlamaIndex's name)."""
+
+
 class PayloadError(InvalidInputError):
     """A payload is not JSON, is too large, or is malformed. ``payload`` keeps what was received."""
 
@@ -159,9 +188,10 @@ class RunError(BatonError):
 
 class StepFailedError(RunError):
     """A step raised and its retries are spent; ``cause`` is the step's own error as data
-    when it was a Baton error."""
+    when it was a Baton error, ``original`` when it was any other Exception (and then this
+    error is an instance of that exception's class too, wherever the class is known)."""
 
-    _fields: tuple[str, ...] = ("step", "cause_type", "attempts", "cause")
+    _fields: tuple[str, ...] = ("step", "cause_type", "attempts", "cause", "original")
 
     def __init__(
         self,
@@ -171,12 +201,17 @@ class StepFailedError(RunError):
         cause_type: str = "",
         attempts: int = 1,
         cause: ErrorInfo | dict[str, Any] | None = None,
+        original: OriginalException | dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.step = step
         self.cause_type = cause_type
         self.attempts = attempts
         self.cause = ErrorInfo.model_validate(cause) if isinstance(cause, dict) else cause
+        self.original = _original_or_none(original)
+
+    def _original_data(self) -> OriginalException | None:
+        return self.original
 
 
 class ToolError(RunError):
@@ -228,6 +263,17 @@ class WorkflowTimeoutError(RunError):
         self.step = step
 
 
+class WorkflowRuntimeError(RunError):
+    """A run was used wrongly while it ran (LlamaIndex's name): e.g. its events streamed a
+    second time, or an event sent to a step it does not have."""
+
+    retryable = False
+
+
+class WorkflowStepDoesNotExistError(WorkflowRuntimeError):
+    """An event was sent to a step the workflow does not have."""
+
+
 class RunCancelledError(RunError):
     """The run was cancelled."""
 
@@ -253,14 +299,31 @@ class ChildWorkflowError(RunError):
         )
 
     @classmethod
-    def of(cls, workflow: str, info: ErrorInfo) -> ChildWorkflowError:
-        """The error a step sees when its child workflow ``workflow`` ended with ``info``."""
-        return cls(
+    def of(
+        cls, workflow: str, info: ErrorInfo, original: BaseException | None = None
+    ) -> ChildWorkflowError:
+        """The error a step sees when its child workflow ``workflow`` ended with ``info``: also
+        an instance of the child step's exception class when known (``original``: the child's
+        error itself, in-process)."""
+        err = cls(
             f"child workflow {workflow} failed: {info.type}: {info.message}",
             workflow=workflow,
             child_error=info,
         )
+        return _with_original(err, original)
 
+    def _original_data(self) -> OriginalException | None:
+        info = self.child_error
+        if info is None or info.type != StepFailedError.__name__:
+            return None
+        return _original_or_none(info.details.get("original"))
+
+
+WorkflowCancelledByUser = RunCancelledError
+WorkflowConfigurationError = WorkflowDefinitionError
+
+
+_E = TypeVar("_E", bound=BatonError)
 
 _ERROR_TYPES: dict[str, type[BatonError]] = {
     cls.__name__: cls
@@ -273,6 +336,7 @@ _ERROR_TYPES: dict[str, type[BatonError]] = {
         InvalidInputError,
         UnknownWorkflowError,
         UnknownToolError,
+        ContextSerdeError,
         PayloadError,
         UnknownEventTypeError,
         StoreUnavailableError,
@@ -281,15 +345,19 @@ _ERROR_TYPES: dict[str, type[BatonError]] = {
         ToolError,
         ToolTimeout,
         WorkflowTimeoutError,
+        WorkflowRuntimeError,
+        WorkflowStepDoesNotExistError,
         RunCancelledError,
         ChildWorkflowError,
     )
 }
 
 
-def error_from_info(info: ErrorInfo) -> BatonError:
+def error_from_info(info: ErrorInfo, original: BaseException | None = None) -> BatonError:
     """Rebuild an error from data; a foreign type becomes the closest Baton error with its data
-    (a ToolError when it came from a tool, else a RunError)."""
+    (a ToolError when it came from a tool, else a RunError). A step failure whose original
+    exception class is known (``original``, the exception itself, when in the same process)
+    comes back as an instance of that class too."""
     cls = _ERROR_TYPES.get(info.type)
     if cls is None:
         if "tool" in info.details:
@@ -297,7 +365,55 @@ def error_from_info(info: ErrorInfo) -> BatonError:
         return RunError(info.message)
     if cls is StepFailedError and "attempts" not in info.details:
         info = info.model_copy(update={"details": {**info.details, "attempts": info.attempts}})
-    return cls._from_info(info)
+    return _with_original(cls._from_info(info), original)
+
+
+def type_name(exc: BaseException) -> str:
+    """The name an error goes by in Baton's messages and data: a Baton error that is also an
+    instance of a step's exception class goes by its Baton class (``StepFailedError``)."""
+    return baton_class(type(exc)).__name__
+
+
+def original_of(exc: BaseException) -> OriginalException | None:
+    """A step's exception as data to rebuild it from: for an Exception that is not a Baton
+    error, or a Baton error standing for one; else None."""
+    cls = original_class(exc)
+    if not issubclass(cls, Exception) or issubclass(cls, BatonError):
+        return None
+    return describe(exc)
+
+
+def _with_original(err: _E, source: BaseException | None) -> _E:
+    """``err`` as an instance of its original exception's class too, when that class is known:
+    ``source``'s (the exception itself) or, else, the class its data names if imported here.
+    Baton's fields and ``message`` win over original attributes of the same name."""
+    data = err._original_data()
+    if data is None:
+        return err
+    cls = original_class(source) if source is not None else resolve(data.type)
+    combined = (
+        None if cls is None or issubclass(cls, BatonError) else combined_class(type(err), cls)
+    )
+    if combined is None:
+        return err
+    if source is not None:
+        exc = instantiate(combined, source.args, attributes(source))
+    else:
+        exc = instantiate(combined, tuple(data.args), data.attrs)
+    if not isinstance(exc, type(err)):
+        return err
+    vars(exc).update(vars(err))
+    exc.__notes__ = [*getattr(exc, "__notes__", []), err.message]  # tracebacks name the step
+    return exc
+
+
+def _original_or_none(value: OriginalException | dict[str, Any] | None) -> OriginalException | None:
+    if isinstance(value, OriginalException) or value is None:
+        return value
+    try:
+        return OriginalException.model_validate(value)
+    except ValidationError:  # malformed data: the error still comes back, as a plain one
+        return None
 
 
 def error_info(exc: BaseException, attempts: int = 1) -> ErrorInfo:

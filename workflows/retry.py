@@ -2,17 +2,20 @@
 
 A step's policy is asked one question after each failure (:meth:`Retry.after_failure`): the
 delay before the next attempt, or None to stop. Baton's :class:`Retry` answers it from its
-fields; any object with LlamaIndex's ``next(elapsed_time, attempts, error)`` is wrapped in a
-:class:`PolicyRetry` that asks it. Both are plain objects on the step's options, so the
-distributed runtime evaluates them in the worker, from the class definition.
+fields; any object with LlamaIndex's ``next(elapsed_time, attempts, error)`` (such as those
+``workflows.retry_policy`` builds) is wrapped in a :class:`PolicyRetry` that asks it. Both are
+plain objects on the step's options, so the distributed runtime evaluates them in the worker,
+from the class definition. Both runtimes pass the seconds since the step's first attempt began.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import time
 from dataclasses import dataclass
-from typing import Protocol, cast
+from datetime import datetime
+from typing import Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -46,23 +49,58 @@ class Retry(BaseModel):
         del error, elapsed
         return self.delay_before(failed + 1) if self.allows(failed + 1) else None
 
+    def next(
+        self, elapsed_time: float, attempts: int, error: Exception, *, seed: int | None = None
+    ) -> float | None:
+        """The same answer through LlamaIndex's protocol (``attempts``: failures so far; a
+        caller's 0 is read as 1)."""
+        del seed
+        return self.after_failure(max(attempts, 1), error, elapsed_time)
+
 
 NO_RETRY = Retry(1)
 
 
+@runtime_checkable
 class RetryPolicy(Protocol):
     """LlamaIndex's retry-policy protocol: after a failure, the seconds to wait before the
-    next attempt, or None to stop. ``attempts`` counts the failures so far (1 after the first)."""
+    next attempt, or None to stop. ``attempts`` counts the failures so far (1 after the first);
+    ``elapsed_time`` is the seconds since the step's first attempt began. A ``next`` may also
+    take LlamaIndex's keyword ``seed`` (Baton calls it without)."""
 
     def next(self, elapsed_time: float, attempts: int, error: Exception) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class RetryInfo:
+    """A step's retry state, as ``ctx.retry_info()`` returns it (LlamaIndex's record).
+
+    ``retry_number``: 0 on the first attempt, 1 on the first retry, ...; ``elapsed_seconds``:
+    seconds since the first attempt began (0.0 on the first attempt). Baton does not keep the
+    previous failure for the step: ``last_exception`` and ``last_failed_at`` are always None.
+    """
+
+    retry_number: int
+    elapsed_seconds: float
+    last_exception: Exception | None
+    last_failed_at: datetime | None
+
+    @classmethod
+    def of_attempt(cls, attempt: int, first_started: float | None) -> RetryInfo:
+        """The state of ``attempt`` (1 = the first), whose first attempt began at
+        ``first_started`` (``time.monotonic()`` seconds), when the runtime knows it."""
+        retry_number = max(attempt - 1, 0)
+        if retry_number == 0 or first_started is None:
+            return cls(retry_number, 0.0, None, None)
+        return cls(retry_number, max(0.0, time.monotonic() - first_started), None, None)
 
 
 @dataclass(frozen=True)
 class PolicyRetry:
     """A LlamaIndex-style policy object as Baton's retry machinery asks it.
 
-    ``elapsed`` is the seconds since the step's first attempt started, where the runtime knows
-    it (in-process); a runtime that does not know it passes 0.0.
+    ``elapsed`` is the seconds since the step's first attempt started (in-process by the
+    monotonic clock; distributed by the wall clock, carried from worker to worker).
     """
 
     policy: RetryPolicy

@@ -1,7 +1,7 @@
-"""The ``@step`` decorator and the spec it attaches to a step method.
+"""The ``@step`` decorator and the spec it attaches to a step method (or free function).
 
 A step's accepted and emitted event types come from its type hints; they are read when the
-workflow class is defined (see ``workflows._engine.graph``).
+workflow class is defined, or the function attached (see ``workflows._engine.graph``).
 """
 
 from __future__ import annotations
@@ -9,15 +9,22 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, overload
 
-from workflows.events import Event
+from workflows.errors import WorkflowDefinitionError
+from workflows.events import Event, StopEvent
+from workflows.resource import Resource, resource_params, resource_problems
 from workflows.retry import NO_RETRY, Retry, RetryPolicy, StepRetry, step_retry
 
+if TYPE_CHECKING:
+    from workflows.workflow import Workflow
+
 Mode = Literal["inprocess", "distributed"]
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+GraphCheck = Literal["reachability", "dead_end"]
+"""Graph checks one step may skip (LlamaIndex's names)."""
+F = TypeVar("F", bound=Callable[..., Any])  # async, or sync (run on a worker thread)
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,8 @@ class StepOptions:
     retry: StepRetry = NO_RETRY
     timeout: float | None = None
     num_workers: int = 4
+    accept_event_subclasses: bool = False
+    skip_graph_checks: frozenset[GraphCheck] = frozenset()
 
 
 @dataclass
@@ -46,6 +55,20 @@ class StepSpec:
     returns_list: bool = False
     problems: list[str] = field(default_factory=list)
     ctx_param: str = "ctx"
+    free: bool = False  # attached with @step(workflow=...): called without an instance
+    resources: tuple[tuple[str, Resource[Any]], ...] = ()  # (parameter, resource)
+    sync: bool = False  # a plain ``def``: run on a worker thread
+
+    def accepts_type(self, event_type: type[Event]) -> bool:
+        """Whether an event of this type is routed here: its exact type is one the step takes,
+        or a subclass of one when the step opted in (never a StopEvent: it ends the run)."""
+        if event_type in self.accepts:
+            return True
+        return (
+            self.options.accept_event_subclasses
+            and issubclass(event_type, self.accepts)
+            and not issubclass(event_type, StopEvent)
+        )
 
     @property
     def qualname(self) -> str:
@@ -57,11 +80,14 @@ def step(fn: F, /) -> F: ...
 @overload
 def step(
     *,
+    workflow: type[Workflow] | None = None,
     queue: str | None = None,
     retry: Retry | RetryPolicy | None = None,
     timeout: float | None = None,
     num_workers: int = 4,
     retry_policy: Retry | RetryPolicy | None = None,
+    accept_event_subclasses: bool = False,
+    skip_graph_checks: Iterable[GraphCheck] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -69,41 +95,82 @@ def step(
     fn: F | None = None,
     /,
     *,
+    workflow: type[Workflow] | None = None,
     queue: str | None = None,
     retry: Retry | RetryPolicy | None = None,
     timeout: float | None = None,
     num_workers: int = 4,
     retry_policy: Retry | RetryPolicy | None = None,
+    accept_event_subclasses: bool = False,
+    skip_graph_checks: Iterable[GraphCheck] | None = None,
 ) -> F | Callable[[F], F]:
-    """Mark an async method as a step (bare, or with options).
+    """Mark a method as a step (bare, or with options); with ``workflow=``, a free function.
 
     ``retry`` and ``retry_policy`` (LlamaIndex's name) are the same option: a :class:`Retry`, or
     any object with LlamaIndex's ``next(elapsed_time, attempts, error)``; anything else fails
     here, when the class is defined, not in the middle of a run.
+
+    A free function (no ``self``) is a step of ``workflow``, attached to that class only (not
+    to its subclasses, as in LlamaIndex). An event is routed to a step only when its type is
+    exactly one the step takes, unless ``accept_event_subclasses``. ``skip_graph_checks``
+    turns off the ``"reachability"`` or ``"dead_end"`` check for this step.
     """
     policy = retry if retry is not None else retry_policy
 
     def mark(f: F) -> F:
         name = f.__qualname__.rsplit("<locals>.", 1)[-1]  # Flow.step, even in a function
         checked = NO_RETRY if policy is None else step_retry(policy, name)
-        f.__baton_step__ = StepOptions(queue, checked, timeout, num_workers)  # type: ignore[attr-defined]
+        skipped = _graph_checks(name, skip_graph_checks)
+        options = StepOptions(
+            queue, checked, timeout, num_workers, accept_event_subclasses, skipped
+        )
+        f.__baton_step__ = options  # type: ignore[attr-defined]
+        if not _is_method(f):
+            if workflow is None:
+                raise WorkflowDefinitionError(
+                    f"{name}: a free function step needs @step(workflow=SomeWorkflow)"
+                )
+            workflow.add_step(f)
         return f
 
     return mark(fn) if fn is not None else mark
+
+
+def _is_method(fn: Callable[..., Any]) -> bool:
+    """Defined in a class body (``Flow.go``, ``test.<locals>.Flow.go``), not a free function."""
+    parts = fn.__qualname__.split(".")
+    return len(parts) > 1 and parts[-2] != "<locals>"
+
+
+def _graph_checks(step_name: str, names: Iterable[str] | None) -> frozenset[GraphCheck]:
+    given, valid = set(names or ()), get_args(GraphCheck)
+    unknown = sorted(given.difference(valid))
+    if unknown:
+        raise WorkflowDefinitionError(
+            f"{step_name}: skip_graph_checks has unknown check(s) {', '.join(map(repr, unknown))}"
+            f" (a step may skip {' or '.join(map(repr, valid))})"
+        )
+    return frozenset(c for c in valid if c in given)
 
 
 def build_spec(workflow: str, name: str, fn: Callable[..., Any], options: StepOptions) -> StepSpec:
     """Read a step's signature; problems are collected on the spec, not raised."""
     culprit = f"{workflow}.{name}"
     problems: list[str] = []
-    if not inspect.iscoroutinefunction(fn):
-        problems.append(f"{culprit}: a step must be an async function")
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        problems.append(f"{culprit}: a step cannot be a generator; return its event(s)")
     try:
         hints = typing.get_type_hints(fn)
     except Exception as exc:  # unresolved forward references
         hints = {}
         problems.append(f"{culprit}: cannot resolve type hints ({exc})")
-    params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+    resources = resource_params(fn)
+    problems.extend(resource_problems(culprit, resources))
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.name != "self" and p.name not in resources
+    ]
     takes_ctx, ctx_param, event_param, batch = False, "ctx", "", False
     accepts: tuple[type[Event], ...] = ()
     for param in params:
@@ -115,7 +182,10 @@ def build_spec(workflow: str, name: str, fn: Callable[..., Any], options: StepOp
         if types_:
             event_param, accepts, batch = param.name, types_, is_list
         elif hint is not None and param.default is param.empty:
-            problems.append(f"{culprit}: parameter {param.name!r} is not a Context or an Event")
+            problems.append(
+                f"{culprit}: parameter {param.name!r} is not a Context, an Event or a resource "
+                "(Annotated[T, Resource(factory)])"
+            )
     if not accepts:
         problems.append(f"{culprit}: no parameter is annotated with an Event type")
     emits, returns_list = _event_types(hints.get("return"))
@@ -132,7 +202,15 @@ def build_spec(workflow: str, name: str, fn: Callable[..., Any], options: StepOp
         returns_list,
         problems,
         ctx_param,
+        resources=tuple(resources.items()),
+        sync=not _is_async(fn),
     )
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """An ``async def``, also under a sync decorator that keeps ``__wrapped__`` (it returns the
+    coroutine); anything else runs on a worker thread."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(inspect.unwrap(fn))
 
 
 def _is_context(hint: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Commands that inspect the deployment: tools, dead letters, metrics."""
+"""Commands that inspect the deployment: check, tools, dead letters, metrics."""
 
 from __future__ import annotations
 
@@ -11,9 +11,49 @@ from rich.markup import escape
 from rich.table import Table
 
 from app import metrics
+from app.celery_app import import_workflows
 from app.cli.common import app, handled, out, runtime
+from config import Settings
 from tasks import queries
+from workflows.errors import WorkflowValidationError
 from workflows.tools import all_tools
+from workflows.workflow import WorkflowCheck, check_workflows
+
+
+@app.command()
+@handled
+def check() -> None:
+    """Check every workflow BATON_IMPORTS defines, as a worker start would: every problem is
+    listed, and the exit code is 1 if a workflow is invalid. Needs no Redis."""
+    try:
+        import_workflows(Settings())
+    except WorkflowValidationError as exc:  # a step's own signature fails at class definition
+        _print_check(WorkflowCheck(exc.workflow, exc.problems, []))
+        raise typer.Exit(1) from None
+    checks = check_workflows()
+    for result in checks:
+        _print_check(result)
+    failed = sum(c.failed for c in checks)
+    out.print(f"{len(checks)} workflow(s) checked, {failed} invalid")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_check(result: WorkflowCheck) -> None:
+    if not result.problems:
+        out.print(f"[green]ok[/]       {escape(result.workflow)}")
+        return
+    if result.base_of:
+        bases = ", ".join(result.base_of)
+        out.print(
+            f"[yellow]skipped[/]  {escape(result.workflow)}: incomplete, a base of "
+            f"{escape(bases)} (declare it with abstract=True to leave it out)",
+            soft_wrap=True,
+        )
+        return
+    out.print(f"[red]invalid[/]  {escape(result.workflow)}")
+    for problem in result.problems:
+        out.print(f"  - {escape(problem)}", soft_wrap=True)
 
 
 @app.command()

@@ -27,7 +27,7 @@ from tasks import queries
 from tasks.protocol import END_KINDS, LogEntry, RunStatus
 from tasks.runtime import Runtime
 from workflows.codec import decode_event, loads, to_jsonable
-from workflows.errors import InvalidInputError, RunError
+from workflows.errors import InvalidInputError, RunError, type_name
 from workflows.events import StartEvent
 from workflows.workflow import require_workflow
 
@@ -76,7 +76,7 @@ def _print_result(handle: RunHandle, timeout: float) -> None:
         result = handle.result(timeout=timeout)
     except RunError as exc:
         raise RunError(
-            f"run {handle.run_id} {handle.status()}: {type(exc).__name__}: {exc.message}"
+            f"run {handle.run_id} {handle.status()}: {type_name(exc)}: {exc.message}"
         ) from exc
     typer.echo(json.dumps(to_jsonable(result)))
 

@@ -16,20 +16,34 @@ TOOL_TASK_PREFIX = "tool."
 @dataclass(frozen=True, slots=True)
 class StepArgs:
     """A step task's arguments. ``payload``: the event's envelope, or a list of them (a batch
-    for a step taking ``list[E]``). Wire: ``[run_id, inv_id, payload, attempt]``."""
+    for a step taking ``list[E]``). ``first_started``: when the invocation's first attempt
+    began (wall-clock seconds), sent with retries and resumes so a retry policy is told the
+    real elapsed time. Wire: ``[run_id, inv_id, payload, attempt]``, plus ``first_started``
+    when it is set (a message from an older Baton has four elements and is read as None)."""
 
     run_id: str
     inv_id: str
     payload: dict[str, Any] | list[dict[str, Any]]
     attempt: int = 1
+    first_started: float | None = None
 
     def wire(self) -> list[Any]:
-        return [self.run_id, self.inv_id, self.payload, self.attempt]
+        args = [self.run_id, self.inv_id, self.payload, self.attempt]
+        return args if self.first_started is None else [*args, self.first_started]
 
     @classmethod
     def from_wire(cls, args: list[Any]) -> StepArgs:
-        run_id, inv_id, payload, attempt = args
-        return cls(str(run_id), str(inv_id), payload, int(attempt))
+        run_id, inv_id, payload, attempt, *rest = args
+        if len(rest) > 1:
+            raise ValueError(f"a step task takes 4 or 5 arguments, not {len(args)}")
+        started = rest[0] if rest else None
+        return cls(
+            str(run_id),
+            str(inv_id),
+            payload,
+            int(attempt),
+            None if started is None else float(started),
+        )
 
 
 @dataclass(frozen=True, slots=True)

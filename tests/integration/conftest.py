@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import examples  # noqa: F401
-import tests.integration.flows  # noqa: F401  (registers the test workflows and tools)
 from app.celery_app import create_app
 from app.client import Client
 from config import Settings
-from tests.harness import RedisServer, Worker, worker_env
+from tests.harness import TEST_IMPORTS, RedisServer, Worker, worker_env
+
+for _module in TEST_IMPORTS:  # the workflows and tools the workers import, registered here too
+    importlib.import_module(_module)
 
 ALL_QUEUES = ["baton", "tools", "analysis", "itest", "llm"]
 
@@ -33,7 +35,7 @@ def redis_server(testdir: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def settings(redis_server: RedisServer) -> Settings:
-    return Settings(redis_url=redis_server.url, imports=["examples", "tests.integration.flows"])
+    return Settings(redis_url=redis_server.url, imports=TEST_IMPORTS)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from workflows import Context, StartEvent, StopEvent, Workflow, step
+from workflows.retry_policy import retry_policy, stop_after_delay, wait_fixed
 
 QUEUE = "policies"
 
@@ -36,3 +37,15 @@ class DistPolicyBroken(Workflow):
     @step(retry_policy=BrokenPolicy())
     async def explode(self, ev: StartEvent) -> StopEvent:
         raise ValueError("step broke")
+
+
+class DistPolicyUntilDeadline(Workflow):
+    """Fails every time; its policy stops once a second has passed since the first attempt,
+    which a worker can tell only if the first attempt's start travels with the retries."""
+
+    queue = QUEUE
+
+    @step(retry_policy=retry_policy(wait=wait_fixed(0.2), stop=stop_after_delay(1.0)))
+    async def keep_failing(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        info = ctx.retry_info()
+        raise ConnectionError(f"retry {info.retry_number} began at {info.elapsed_seconds:.3f}s")

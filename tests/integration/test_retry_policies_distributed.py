@@ -3,6 +3,7 @@ definition, and a policy that cannot decide fails the run instead of leaving it 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,21 @@ def test_a_policy_that_raises_fails_the_distributed_run_saying_why(policy_client
     handle = policy_client.submit("DistPolicyBroken")
     with pytest.raises(StepFailedError) as info:
         handle.result(timeout=30)
-    message = str(info.value)
+    message = info.value.message  # str() is the step's own error, as in LlamaIndex
     assert message.startswith("step DistPolicyBroken.explode failed after 1 attempt(s): ")
     assert "not retried: retry policy BrokenPolicy.next raised KeyError" in message
+
+
+def test_a_distributed_retry_is_told_the_time_since_the_first_attempt_began(
+    policy_client: Client,
+) -> None:
+    # were it told 0.0 (as before), stop_after_delay(1.0) would never stop: a run that hangs
+    handle = policy_client.submit("DistPolicyUntilDeadline")
+    with pytest.raises(StepFailedError) as info:
+        handle.result(timeout=30)
+    attempts = info.value.attempts
+    found = re.search(r"ConnectionError: retry (\d+) began at ([\d.]+)s", info.value.message)
+    assert found is not None, info.value.message
+    retry_number, began = int(found[1]), float(found[2])
+    assert 2 <= attempts <= 7 and retry_number == attempts - 1  # 0.2 s apart, for ~1 s
+    assert 0.8 <= began < 5.0  # ctx.retry_info() agrees: the last attempt began about 1 s in

@@ -1,4 +1,5 @@
-"""Workflows are checked when they are defined, and bad run input never runs."""
+"""A step is checked when its workflow is defined, the graph when the workflow is first used,
+and bad run input never runs."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from workflows import (
 )
 from workflows.workflow import get_workflow
 
-from .helpers import run_sync
+from .helpers import run_sync, scratch_registry
 
 
 class BadStart(StartEvent):
@@ -34,10 +35,28 @@ class Lonely(Event):
     pass
 
 
-def test_invalid_graph_is_rejected_at_class_definition_with_every_problem_named() -> None:
+def test_a_step_signature_problem_is_rejected_at_class_definition() -> None:
     with pytest.raises(WorkflowValidationError) as info:
 
-        class BrokenGraph(Workflow):
+        class BrokenStep(Workflow):
+            @step
+            async def start(self, ev: StartEvent) -> StopEvent:
+                return StopEvent()
+
+            @step
+            async def broken(self, ev) -> None:  # type: ignore[no-untyped-def]
+                return None
+
+    assert info.value.problems == [
+        "BrokenStep.broken: no parameter is annotated with an Event type",
+    ]
+    assert get_workflow("BrokenStep") is None
+
+
+def test_an_invalid_graph_is_rejected_at_first_use_with_every_problem_named() -> None:
+    with scratch_registry():
+
+        class BrokenGraph(Workflow):  # defining it is fine: a subclass might complete it
             @step
             async def start(self, ev: BadStart) -> Orphan:
                 return Orphan()
@@ -46,12 +65,12 @@ def test_invalid_graph_is_rejected_at_class_definition_with_every_problem_named(
             async def island(self, ev: Lonely) -> StopEvent:
                 return StopEvent()
 
-            @step
-            async def broken(self, ev) -> None:  # type: ignore[no-untyped-def]
-                return None
+        with pytest.raises(WorkflowValidationError) as info:
+            BrokenGraph.validate()
+        with pytest.raises(WorkflowValidationError) as at_run:
+            run_sync(BrokenGraph(), fn=len)
 
     assert info.value.problems == [
-        "BrokenGraph.broken: no parameter is annotated with an Event type",
         "BrokenGraph.start: emits Orphan, which no step accepts",
         "BrokenGraph.island: unreachable from BadStart",
         "BrokenGraph: no path from BadStart to a StopEvent",
@@ -59,29 +78,21 @@ def test_invalid_graph_is_rejected_at_class_definition_with_every_problem_named(
         "(collections.abc.Callable[[], int])",
     ]
     assert "BrokenGraph.island: unreachable from BadStart" in str(info.value)
-    assert get_workflow("BrokenGraph") is None
+    assert at_run.value.problems == info.value.problems
 
 
-def test_a_workflow_without_a_start_step_is_rejected() -> None:
-    with pytest.raises(WorkflowValidationError) as info:
+def test_a_workflow_without_a_start_step_is_rejected_when_validated() -> None:
+    with scratch_registry():
 
         class NoStart(Workflow):
             @step
             async def only(self, ev: Lonely) -> StopEvent:
                 return StopEvent()
 
+        with pytest.raises(WorkflowValidationError) as info:
+            NoStart().validate()
+
     assert info.value.problems == ["NoStart: no step accepts a StartEvent"]
-
-
-def test_a_sync_step_is_rejected() -> None:
-    with pytest.raises(WorkflowValidationError) as info:
-
-        class SyncStep(Workflow):
-            @step  # type: ignore[type-var]
-            def only(self, ev: StartEvent) -> StopEvent:
-                return StopEvent()
-
-    assert info.value.problems == ["SyncStep.only: a step must be an async function"]
 
 
 class Greeting(StartEvent):
@@ -186,4 +197,7 @@ def test_a_step_parameter_that_is_neither_context_nor_event_is_rejected() -> Non
             async def only(self, ev: StartEvent, llm: str) -> StopEvent:
                 return StopEvent(result=llm)
 
-    assert info.value.problems == ["ExtraParam.only: parameter 'llm' is not a Context or an Event"]
+    assert info.value.problems == [
+        "ExtraParam.only: parameter 'llm' is not a Context, an Event or a resource "
+        "(Annotated[T, Resource(factory)])"
+    ]

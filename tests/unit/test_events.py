@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from workflows import Context, Event, StartEvent, StopEvent, Workflow, step
+import pytest
+
+from workflows import Context, Event, StartEvent, StopEvent, Workflow, WorkflowRuntimeError, step
 from workflows._engine.core import collect_match
 
 from .helpers import run_sync
@@ -200,15 +202,16 @@ def test_store_reads_and_writes_dotted_paths_and_a_missing_key_raises_value_erro
     }
 
 
-def test_stream_events_called_again_after_the_end_returns_instead_of_hanging() -> None:
-    async def scenario() -> tuple[int, list[Event]]:
+def test_stream_events_called_again_after_the_end_raises_workflow_runtime_error() -> None:
+    async def scenario() -> int:
         handler = Streaming().run()
         first = [e async for e in handler.stream_events()]
         await handler
-        again = await asyncio.wait_for(_drain(handler.stream_events()), 5)
-        return len(first), again
+        with pytest.raises(WorkflowRuntimeError, match="already been consumed"):
+            await asyncio.wait_for(_drain(handler.stream_events()), 5)
+        return len(first)
 
-    assert asyncio.run(scenario()) == (4, [])
+    assert asyncio.run(scenario()) == 4
 
 
 async def _drain(stream: Any) -> list[Event]:

@@ -56,7 +56,8 @@ def test_step_failing_after_its_retries_fails_the_run_with_step_failed_error() -
         run_sync(wf)
     err = info.value
     assert (err.step, err.cause_type, err.attempts) == ("Exploding.explode", "ValueError", 2)
-    assert str(err) == "step Exploding.explode failed after 2 attempt(s): ValueError: boom"
+    assert err.message == "step Exploding.explode failed after 2 attempt(s): ValueError: boom"
+    assert isinstance(err, ValueError) and str(err) == "boom"  # the step's own, as in LlamaIndex
     assert isinstance(err.__cause__, ValueError)
     assert wf.attempts == [1, 2]
 

@@ -32,9 +32,11 @@ EXPORTS = [
     "UnknownWorkflowError",
     "Workflow",
     "WorkflowDefinitionError",
+    "WorkflowRuntimeError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
     "catch_error",
+    "register_factory",
     "step",
     "tool",
 ]

@@ -8,6 +8,8 @@ Steps see only :class:`workflows.Context`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,6 +18,8 @@ from workflows.errors import ToolError
 from workflows.events import Event
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from workflows.step import Mode
     from workflows.tools import ToolSpec
 
@@ -60,10 +64,21 @@ class Invocation:
         self.journal = {k: v for k, v in self.journal.items() if not v.failed}
 
 
+@dataclass(frozen=True)
+class StoreEdit:
+    """An ``edit_state`` block's view of the store: every key's data as read under the run's
+    state lock, and how to commit (the changed keys, and the full data the journal keeps so a
+    replayed step does not apply the edit twice)."""
+
+    data: dict[str, Any]
+    commit: Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]
+
+
 class StepBackend(Protocol):
-    """What a Context asks of its runtime."""
+    """What a Context asks of its runtime. Store values are ``codec.to_data`` data."""
 
     run_id: str
+    state_type: type[BaseModel] | None
 
     async def call_tool(
         self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
@@ -84,8 +99,12 @@ class StepBackend(Protocol):
         self, inv: Invocation, call_id: str, buffer_id: str, event: Event, expected: list[str]
     ) -> list[Event] | None: ...
     async def store_get(self, key: str) -> Any: ...
+    async def store_all(self) -> dict[str, Any]: ...
     async def store_set(self, key: str, value: Any) -> None: ...
-    async def store_delete(self, key: str) -> None: ...
+    async def store_delete(self, keys: list[str] | None) -> None: ...
+    def store_edit(
+        self, inv: Invocation, call_id: str
+    ) -> AbstractAsyncContextManager[StoreEdit]: ...
 
 
 async def call_tool_inline(

@@ -14,7 +14,14 @@ from typing import Any
 
 from workflows._engine.graph import WorkflowSpec
 from workflows.codec import encode_event
-from workflows.errors import BatonError, ErrorInfo, StepFailedError, WorkflowTimeoutError
+from workflows.errors import (
+    BatonError,
+    ErrorInfo,
+    StepFailedError,
+    WorkflowTimeoutError,
+    original_of,
+    type_name,
+)
 from workflows.events import Event, StepFailedEvent, StopEvent
 from workflows.step import StepSpec
 
@@ -166,13 +173,18 @@ def _retry_delay(
 def step_error_info(
     step: StepSpec, exc: BaseException, attempts: int, why_not_retried: str = ""
 ) -> ErrorInfo:
-    details: dict[str, Any] = {"step": step.qualname, "cause_type": type(exc).__name__}
+    kind = type_name(exc)  # a Baton error that is also a KeyError is still named as Baton's
+    text = exc.message if isinstance(exc, BatonError) else str(exc)
+    details: dict[str, Any] = {"step": step.qualname, "cause_type": kind}
     if isinstance(exc, BatonError):
         details["cause"] = exc.to_info(attempts).model_dump()
+    original = original_of(exc)  # so the error can be rebuilt as the step's exception class too
+    if original is not None:
+        details["original"] = original.model_dump()
     return ErrorInfo(
         type="StepFailedError",
         message=f"step {step.qualname} failed after {attempts} attempt(s): "
-        f"{type(exc).__name__}: {exc}{why_not_retried}",
+        f"{kind}: {text}{why_not_retried}",
         attempts=attempts,
         retryable=False,
         details=details,

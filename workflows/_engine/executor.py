@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from workflows._engine.backend import Invocation, Parking
 from workflows._engine.core import Emitted, normalize_output
 from workflows._engine.records import ParkedCall
+from workflows._engine.step_call import call_step
 from workflows.errors import WorkflowTimeoutError
 from workflows.step import StepSpec
 
@@ -173,9 +174,12 @@ def _start(
     kwargs: dict[str, Any] = {spec.event_param: inv.event}  # by name: any parameter order
     if spec.takes_ctx:
         kwargs[spec.ctx_param] = ctx
-    coro = spec.fn(instance, **kwargs)
+    if not (spec.resources or spec.sync):  # the common case pays for neither
+        coro = spec.fn(**kwargs) if spec.free else spec.fn(instance, **kwargs)
+    else:  # resources resolved first, a sync body run on a thread
+        coro = call_step(instance, spec, kwargs)
     if spec.options.timeout is not None:
-        coro = asyncio.wait_for(coro, spec.options.timeout)
+        coro = asyncio.wait_for(_own_timeouts(coro), spec.options.timeout)
     task: asyncio.Task[Any] = loop.create_task(coro)  # type: ignore[arg-type]
     tracker.paths[task] = ["", 0]
     parking = inv.parking
@@ -199,11 +203,28 @@ async def _settle(task: asyncio.Task[Any], parking: Parking) -> None:
         seen = len(parking.calls)
 
 
+class _RaisedTimeout(Exception):
+    """A TimeoutError the step body raised itself, kept apart from its ``timeout`` firing."""
+
+    def __init__(self, error: TimeoutError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _own_timeouts(coro: Awaitable[Any]) -> Any:
+    try:
+        return await coro
+    except TimeoutError as exc:
+        raise _RaisedTimeout(exc) from None
+
+
 def _classify(spec: StepSpec, task: asyncio.Task[Any]) -> Outcome:
     if task.cancelled():
         return Failed(asyncio.CancelledError())
     exc = task.exception()
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, _RaisedTimeout):
+        return Failed(exc.error)  # the step's own TimeoutError, as it raised it
+    if isinstance(exc, TimeoutError) and spec.options.timeout is not None:
         return Failed(_timeout(spec))
     if exc is not None:
         return Failed(exc)

@@ -1,16 +1,34 @@
-"""The step graph of a workflow class: built and validated when the class is defined."""
+"""The step graph of a workflow class: its steps read at definition, the graph checked on use.
+
+A step's own signature is checked when its class is defined (or when a free function is
+attached to it). The graph as a whole — one start event, every step reachable, every emitted
+event taken, no dead end, a path to a StopEvent, JSON-serializable fields — is checked when the
+spec is first built (``Workflow.spec``), so a base class may leave it for a subclass to finish.
+
+Routing follows LlamaIndex: an event goes to a step that takes its exact type, or a base of it
+when the step accepts subclasses (``StepSpec.accepts_type``); the checks use the same rule.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import TypeAdapter
-from pydantic.errors import PydanticSchemaGenerationError
 
 from workflows.errors import WorkflowValidationError
-from workflows.events import Event, InputRequiredEvent, StartEvent, StopEvent, is_external
-from workflows.step import StepSpec, build_spec
+from workflows.events import (
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StopEvent,
+    is_external,
+)
+from workflows.step import GraphCheck, StepOptions, StepSpec, build_spec
+
+_OUTPUTS = (StopEvent, InputRequiredEvent)  # events that may leave the graph
 
 
 @dataclass
@@ -23,22 +41,48 @@ class WorkflowSpec:
     _routes: dict[type[Event], tuple[StepSpec, ...]] = field(default_factory=dict)
 
     def steps_for(self, event_type: type[Event]) -> tuple[StepSpec, ...]:
-        """Steps that accept an event of this type (memoized: routing is on the hot path)."""
+        """Steps an event of this type is routed to (memoized: routing is on the hot path)."""
         found = self._routes.get(event_type)
         if found is None:
-            found = tuple(s for s in self.steps.values() if issubclass(event_type, s.accepts))
+            found = tuple(s for s in self.steps.values() if s.accepts_type(event_type))
             self._routes[event_type] = found
         return found
 
+    def starts_with(self, event_type: type[Event]) -> bool:
+        """Whether a run can start with an event of this type (a start step takes it)."""
+        return issubclass(event_type, StartEvent) and bool(self.steps_for(event_type))
 
-def build_workflow_spec(name: str, namespace: dict[str, Any]) -> WorkflowSpec:
-    """Collect the steps of a class namespace and validate the graph, reporting all problems."""
+    @property
+    def uses_hitl(self) -> bool:
+        """Whether a step emits an ``InputRequiredEvent`` or takes a ``HumanResponseEvent``."""
+        return any(
+            issubclass(t, InputRequiredEvent) for s in self.steps.values() for t in s.emits
+        ) or any(issubclass(t, HumanResponseEvent) for s in self.steps.values() for t in s.accepts)
+
+
+def collect_steps(workflow: str, namespace: dict[str, Any]) -> dict[str, StepSpec]:
+    """The ``@step`` methods of a class namespace, read (signature problems kept on each)."""
     steps: dict[str, StepSpec] = {}
     for attr, value in namespace.items():
         options = getattr(value, "__baton_step__", None)
         if options is not None:
-            steps[attr] = build_spec(name, attr, value, options)
-    problems = [p for s in steps.values() for p in s.problems]
+            steps[attr] = build_spec(workflow, attr, value, options)
+    return steps
+
+
+def free_step(workflow: str, fn: Callable[..., Any], options: StepOptions) -> StepSpec:
+    """A free function attached with ``@step(workflow=...)``: called without an instance."""
+    return replace(build_spec(workflow, fn.__name__, fn, options), free=True)
+
+
+def signature_problems(steps: Iterable[StepSpec]) -> list[str]:
+    """Problems of single steps, found at definition (a graph may be finished later)."""
+    return [p for s in steps for p in s.problems]
+
+
+def build_workflow_spec(name: str, steps: dict[str, StepSpec]) -> WorkflowSpec:
+    """Validate the graph of these steps, reporting every problem at once."""
+    problems = signature_problems(steps.values())
     start_problems: list[str] = []
     start = _start_event(name, steps, start_problems)
     problems.extend(start_problems)
@@ -64,23 +108,31 @@ def _start_event(name: str, steps: dict[str, StepSpec], problems: list[str]) -> 
 
 def _graph_problems(name: str, steps: dict[str, StepSpec], start: type[Event]) -> list[str]:
     problems: list[str] = []
-    accepted = [t for s in steps.values() for t in s.accepts]
     for s in steps.values():
         for emitted in s.emits:
-            if issubclass(emitted, StopEvent) or _consumed(emitted, accepted):
-                continue
-            problems.append(f"{s.qualname}: emits {emitted.__name__}, which no step accepts")
+            if not _consumed(emitted, steps):
+                problems.append(f"{s.qualname}: emits {emitted.__name__}, which no step accepts")
     reached, emitted_types = _reachable(steps, start)
-    for s in steps.values():
+    for s in _checked(steps, "reachability"):
         if s.name not in reached:
             problems.append(f"{s.qualname}: unreachable from {start.__name__}")
     if not any(issubclass(t, StopEvent) for t in emitted_types):
         problems.append(f"{name}: no path from {start.__name__} to a StopEvent")
+        return problems  # every step would be a dead end: the line above says it all
+    ending = _reaching_an_output(steps)
+    for s in _checked(steps, "dead_end"):
+        if s.emits and s.name not in ending:
+            problems.append(f"{s.qualname}: dead end, no path to a StopEvent or InputRequiredEvent")
     return problems
 
 
-def _consumed(emitted: type[Event], accepted: list[type[Event]]) -> bool:
-    return issubclass(emitted, InputRequiredEvent) or any(issubclass(emitted, a) for a in accepted)
+def _checked(steps: dict[str, StepSpec], check: GraphCheck) -> list[StepSpec]:
+    """The steps a graph check applies to: all but those that skip it."""
+    return [s for s in steps.values() if check not in s.options.skip_graph_checks]
+
+
+def _consumed(emitted: type[Event], steps: dict[str, StepSpec]) -> bool:
+    return issubclass(emitted, _OUTPUTS) or any(s.accepts_type(emitted) for s in steps.values())
 
 
 def _reachable(steps: dict[str, StepSpec], start: type[Event]) -> tuple[set[str], set[type[Event]]]:
@@ -93,12 +145,31 @@ def _reachable(steps: dict[str, StepSpec], start: type[Event]) -> tuple[set[str]
         for s in steps.values():
             if s.name in reached:
                 continue
-            ok = any(issubclass(t, a) for t in available for a in s.accepts)
+            ok = any(s.accepts_type(t) for t in available)
             if ok or all(is_external(a) for a in s.accepts):
                 reached.add(s.name)
                 available.update(s.emits)
                 changed = True
     return reached, available
+
+
+def _reaching_an_output(steps: dict[str, StepSpec]) -> set[str]:
+    """Steps from which some path of emitted events ends in a StopEvent or InputRequiredEvent."""
+    ending: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for s in steps.values():
+            if s.name not in ending and any(_ends(t, steps, ending) for t in s.emits):
+                ending.add(s.name)
+                changed = True
+    return ending
+
+
+def _ends(emitted: type[Event], steps: dict[str, StepSpec], ending: set[str]) -> bool:
+    if issubclass(emitted, _OUTPUTS):
+        return True
+    return any(s.name in ending and s.accepts_type(emitted) for s in steps.values())
 
 
 def _json_problems(steps: dict[str, StepSpec]) -> list[str]:
@@ -112,7 +183,9 @@ def _json_problems(steps: dict[str, StepSpec]) -> list[str]:
             for fname, finfo in event_type.model_fields.items():
                 try:
                     TypeAdapter(finfo.annotation or Any).json_schema(mode="serialization")
-                except (PydanticSchemaGenerationError, Exception):
+                except (
+                    Exception
+                ):  # PydanticSchemaGenerationError, and anything else pydantic raises
                     problems.append(
                         f"{s.qualname}: event {event_type.__name__} field {fname!r} "
                         f"is not JSON-serializable ({finfo.annotation!r})"

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from workflows._engine.backend import Invocation
 from workflows._engine.inprocess import InProcessRun, Waiter
 from workflows._engine.records import dump_journal, parse_journal
 from workflows.codec import decode_event, encode_event
-from workflows.errors import BatonError, InvalidInputError, WorkflowTimeoutError
-from workflows.events import Event, event_class
+from workflows.context import Context
+from workflows.errors import (
+    BatonError,
+    InvalidInputError,
+    WorkflowRuntimeError,
+    WorkflowTimeoutError,
+)
+from workflows.events import Event, StopEvent, event_class
 
 if TYPE_CHECKING:
     from workflows.workflow import Workflow
@@ -23,20 +30,23 @@ SNAPSHOT_VERSION = 1
 class WorkflowHandler:
     """Awaitable: ``await handler`` returns the run's result or raises its error."""
 
-    def __init__(self, run: InProcessRun, timeout: float | None) -> None:
+    def __init__(self, run: InProcessRun, timeout: float | None, ctx: Context[Any]) -> None:
         self.run = run
         self.run_id = run.run_id
-        self.ctx = _HandlerContext(self)
+        self._stream_ended = False
+        self.ctx = ctx
+        ctx._run = run
         self._task = asyncio.get_running_loop().create_task(self._result(timeout))
 
     async def _result(self, timeout: float | None) -> Any:
-        try:
-            return await asyncio.wait_for(asyncio.shield(self.run.done), timeout)
-        except TimeoutError:
-            err = WorkflowTimeoutError(f"run {self.run_id} timed out after {timeout}s")
-            self.run.fail(err.to_info())
-            self.run.done.exception()  # mark it retrieved: this handler raises `err` instead
-            raise err from None
+        # asyncio.wait, not wait_for: a step's own TimeoutError failing the run is no timeout
+        done, _ = await asyncio.wait({self.run.done}, timeout=timeout)
+        if done:
+            return self.run.done.result()
+        err = WorkflowTimeoutError(f"run {self.run_id} timed out after {timeout}s")
+        self.run.fail(err.to_info())
+        self.run.done.exception()  # mark it retrieved: this handler raises `err` instead
+        raise err from None
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._task.__await__()
@@ -50,13 +60,19 @@ class WorkflowHandler:
         return list(self.run.log)
 
     async def stream_events(self, expose_internal: bool = False) -> AsyncIterator[Event]:
-        """Streamed events, InputRequiredEvents and the final StopEvent, as they happen."""
+        """Streamed events, InputRequiredEvents and the final StopEvent, as they happen. Once
+        the stream has ended, another call raises WorkflowRuntimeError (as in LlamaIndex)."""
         del expose_internal
+        if self._stream_ended:
+            raise WorkflowRuntimeError("All the streamed events have already been consumed.")
         while True:
             event = await self.run.stream.get()
             if event is None:
-                self.run.stream.put_nowait(None)  # a later call ends too, instead of hanging
+                self._stream_ended = True
+                self.run.stream.put_nowait(None)  # a stream running alongside ends too
                 return
+            if isinstance(event, StopEvent):  # ended, even if the caller stops reading here
+                self._stream_ended = True
             yield event
 
     async def send_event(self, event: Event, step: str | None = None) -> None:
@@ -75,25 +91,28 @@ class WorkflowHandler:
             raise InvalidInputError("only a run that is waiting for an event can be snapshotted")
         if any(w.run is not run for w in run.waiters):
             raise InvalidInputError("a run waiting inside a child workflow cannot be snapshotted")
-        return {
-            "version": SNAPSHOT_VERSION,
-            "workflow": type(run.workflow).name,
-            "run_id": run.run_id,
-            "store": run.store,
-            "buffers": {k: [[t, e] for t, e in v] for k, v in run.buffers.items()},
-            "log": [encode_event(e) for e in run.log],
-            "waiters": [_waiter_data(w) for w in run.waiters],
-        }
+        return _snapshot(run)
 
 
-class _HandlerContext:
-    """``handler.ctx.send_event(...)`` as in LlamaIndex Workflows."""
+def paused_run_data(run: InProcessRun) -> dict[str, Any] | None:
+    """A run's snapshot for ``Context.to_dict()`` when it is paused for input (its waiting
+    steps are journaled up to their wait, so they resume where they were); else None."""
+    if run.done.done() or not run.waiters or any(w.run is not run for w in run.waiters):
+        return None
+    data: dict[str, Any] = json.loads(json.dumps(_snapshot(run)))  # a copy, proven JSON
+    return data
 
-    def __init__(self, handler: WorkflowHandler) -> None:
-        self._handler = handler
 
-    def send_event(self, event: Event, step: str | None = None) -> None:
-        self._handler.run.deliver(event, step)
+def _snapshot(run: InProcessRun) -> dict[str, Any]:
+    return {
+        "version": SNAPSHOT_VERSION,
+        "workflow": type(run.workflow).name,
+        "run_id": run.run_id,
+        "store": run.state.data,
+        "buffers": {k: [[t, e] for t, e in v] for k, v in run.buffers.items()},
+        "log": [encode_event(e) for e in run.log],
+        "waiters": [_waiter_data(w) for w in run.waiters],
+    }
 
 
 async def _settled(run: InProcessRun) -> None:
@@ -123,14 +142,36 @@ def _waiter_data(w: Waiter) -> dict[str, Any]:
     }
 
 
-def start_inprocess(workflow: Workflow, start: Event, run_id: str | None) -> WorkflowHandler:
-    run = InProcessRun(workflow, run_id or uuid.uuid4().hex)
+def start_inprocess(
+    workflow: Workflow, start: Event, run_id: str | None, ctx: Context[Any] | None = None
+) -> WorkflowHandler:
+    """Start a run; given ``ctx`` (the user's Context), the run uses and keeps its store."""
+    ctx = _free_context(workflow, ctx)
+    run = InProcessRun(workflow, run_id or uuid.uuid4().hex, state=ctx._state)
     run.start(start)
-    return WorkflowHandler(run, workflow.timeout)
+    return WorkflowHandler(run, workflow.timeout, ctx)
 
 
-def resume_inprocess(workflow: Workflow, snapshot: dict[str, Any]) -> WorkflowHandler:
+def _free_context(workflow: Workflow, ctx: Context[Any] | None) -> Context[Any]:
+    """``ctx``, checked: a run's Context for this workflow, not lent to a run that goes on."""
+    if ctx is None:
+        return Context(workflow)
+    if ctx._inv is not None:
+        raise InvalidInputError("run(ctx=...) takes a Context(workflow), not a step's Context")
+    if type(ctx._workflow).name != type(workflow).name:
+        raise InvalidInputError(
+            f"this Context is for {type(ctx._workflow).name}, not {type(workflow).name}"
+        )
+    if ctx.is_running:
+        raise InvalidInputError("this Context's run is still going; await it before another")
+    return ctx
+
+
+def resume_inprocess(
+    workflow: Workflow, snapshot: dict[str, Any], ctx: Context[Any] | None = None
+) -> WorkflowHandler:
     """Rebuild a paused run from its snapshot; a malformed snapshot is a clear error."""
+    ctx = _free_context(workflow, ctx)
     try:
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise InvalidInputError(f"unsupported snapshot version {snapshot.get('version')!r}")
@@ -138,8 +179,8 @@ def resume_inprocess(workflow: Workflow, snapshot: dict[str, Any]) -> WorkflowHa
             raise InvalidInputError(
                 f"snapshot is of {snapshot['workflow']}, not {type(workflow).name}"
             )
-        run = InProcessRun(workflow, snapshot["run_id"])
-        run.store = dict(snapshot["store"])
+        run = InProcessRun(workflow, snapshot["run_id"], state=ctx._state)
+        run.state.data = dict(snapshot["store"])
         run.buffers = {k: [(t, e) for t, e in v] for k, v in snapshot["buffers"].items()}
         run.log = [decode_event(e) for e in snapshot["log"]]
         for w in snapshot["waiters"]:
@@ -163,4 +204,34 @@ def resume_inprocess(workflow: Workflow, snapshot: dict[str, Any]) -> WorkflowHa
         if isinstance(exc, BatonError):
             raise
         raise InvalidInputError(f"malformed snapshot: {exc!r}") from exc
-    return WorkflowHandler(run, workflow.timeout)
+    return WorkflowHandler(run, workflow.timeout, ctx)
+
+
+class DeferredRun(Coroutine[Any, Any, Any]):
+    """What ``workflow.run()`` returns outside an event loop: a coroutine that starts the run
+    when it is first driven, so ``asyncio.run(wf.run(...))`` works from synchronous code."""
+
+    def __init__(self, start: Callable[[], WorkflowHandler]) -> None:
+        self._start = start
+        self._coro: Coroutine[Any, Any, Any] | None = None
+
+    async def _main(self) -> Any:
+        return await self._start()
+
+    def _driven(self) -> Coroutine[Any, Any, Any]:
+        if self._coro is None:
+            self._coro = self._main()
+        return self._coro
+
+    def send(self, value: Any) -> Any:
+        return self._driven().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._driven().throw(*args)
+
+    def close(self) -> None:
+        if self._coro is not None:
+            self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._driven().__await__()

@@ -26,17 +26,20 @@ from workflows._engine.executor import (
 )
 from workflows._engine.memory import MemoryBackend
 from workflows._engine.records import JournalEntry
-from workflows.codec import encode_event
-from workflows.context import Context
+from workflows.codec import encode_event, to_data
+from workflows.context import Context, RunState, state_type_of
 from workflows.errors import (
     BatonError,
     ChildWorkflowError,
     ErrorInfo,
     RunCancelledError,
     RunError,
+    WorkflowRuntimeError,
+    WorkflowStepDoesNotExistError,
     error_from_info,
 )
 from workflows.events import Event, InputRequiredEvent, StopEvent
+from workflows.factories import workflow_instance
 from workflows.workflow import require_workflow
 
 if TYPE_CHECKING:
@@ -54,7 +57,7 @@ class Waiter:
     requirements: dict[str, Any]
 
     def matches(self, event: Event) -> bool:
-        return isinstance(event, self.event_type) and all(
+        return type(event) is self.event_type and all(  # exact, as distributed
             getattr(event, k, MISSING) == v for k, v in self.requirements.items()
         )
 
@@ -63,12 +66,18 @@ class InProcessRun:
     """One run in memory, driven through the pure core; its steps' Contexts talk to its
     :class:`MemoryBackend` (as a worker's StepTask drives a step against a RedisBackend)."""
 
-    def __init__(self, workflow: Workflow, run_id: str, root: InProcessRun | None = None) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        run_id: str,
+        root: InProcessRun | None = None,
+        state: RunState | None = None,
+    ) -> None:
         self.workflow = workflow
         self.spec = type(workflow).spec
         self.run_id = run_id
         self.root = root or self
-        self.store: dict[str, Any] = {}
+        self.state = state if state is not None else RunState(state_type_of(type(workflow)))
         self.buffers: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.waiters: list[Waiter] = []
         self.log: list[Event] = []
@@ -190,7 +199,7 @@ class InProcessRun:
             return
         self.status = "cancelled" if info.type == "RunCancelledError" else "failed"
         self.error = info
-        err = error_from_info(info)
+        err = error_from_info(info, cause)  # also an instance of the step exception's class
         err.__cause__ = cause
         self.done.set_exception(err)
         self._close()
@@ -208,7 +217,10 @@ class InProcessRun:
         self.root.waiters = [w for w in self.root.waiters if w.run is not self]
 
     def deliver(self, event: Event, step: str | None = None) -> None:
-        """An event sent from outside: answer a waiting step, or route it to accepting steps."""
+        """An event sent from outside: answer a waiting step, or route it to accepting steps.
+        A ``step`` the workflow lacks, or that does not take the event, is an error at once."""
+        if step is not None and step not in self.spec.steps:
+            raise WorkflowStepDoesNotExistError(f"Step {step} does not exist")
         for waiter in list(self.waiters):
             if waiter.matches(event):
                 self.waiters.remove(waiter)
@@ -216,6 +228,10 @@ class InProcessRun:
                 waiter.run.log.append(event)
                 waiter.run.schedule(waiter.inv)
                 return
+        if step is not None and all(s.name != step for s in self.spec.steps_for(type(event))):
+            raise WorkflowRuntimeError(
+                f"Step {step} does not accept event of type {type(event).__name__}"
+            )
         self.log.append(event)
         parent = f"ext-{uuid.uuid4().hex}"
         self.dispatch(core.route(self.spec, parent, [(event, step)], batch=False))
@@ -234,7 +250,8 @@ async def run_child_inline(
 
     ``answerable=False``: nobody can send this child an event (it runs inline in a worker).
     """
-    child = InProcessRun(require_workflow(workflow)(), f"{parent_run}.{call_id}", root)
+    instance = workflow_instance(require_workflow(workflow))  # its factory's, if it has one
+    child = InProcessRun(instance, f"{parent_run}.{call_id}", root)
     child.answerable = answerable
     child.start(start)
     try:
@@ -242,7 +259,6 @@ async def run_child_inline(
     except BatonError as exc:
         info = exc.to_info()
         inv.journal[call_id] = JournalEntry.error(info)
-        raise ChildWorkflowError.of(workflow, info) from exc
-    value = encode_event(value) if isinstance(value, Event) else value
-    inv.journal[call_id] = JournalEntry.ok(value)
+        raise ChildWorkflowError.of(workflow, info, exc) from exc
+    inv.journal[call_id] = JournalEntry.ok(to_data(value))
     return value

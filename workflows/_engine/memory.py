@@ -6,10 +6,11 @@ Tools and child workflows run right here; a ``wait_for_event`` parks the step un
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from workflows._engine import core
-from workflows._engine.backend import MISSING, Invocation, call_tool_inline
+from workflows._engine.backend import MISSING, Invocation, StoreEdit, call_tool_inline
 from workflows._engine.records import Effect, EffectKind, JournalEntry, WaitCall
 from workflows.codec import decode_event, encode_event
 from workflows.errors import ConfigurationError
@@ -27,6 +28,7 @@ class MemoryBackend:
     def __init__(self, run: InProcessRun) -> None:
         self.run = run
         self.run_id = run.run_id
+        self.state_type = run.state.state_type
 
     async def call_tool(
         self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
@@ -91,10 +93,16 @@ class MemoryBackend:
         return [decode_event(e) for e in taken]
 
     async def store_get(self, key: str) -> Any:
-        return self.run.store.get(key, MISSING)
+        return self.run.state.data.get(key, MISSING)
+
+    async def store_all(self) -> dict[str, Any]:
+        return dict(self.run.state.data)
 
     async def store_set(self, key: str, value: Any) -> None:
-        self.run.store[key] = value
+        self.run.state.data[key] = value
 
-    async def store_delete(self, key: str) -> None:
-        self.run.store.pop(key, None)
+    async def store_delete(self, keys: list[str] | None) -> None:
+        self.run.state.remove(keys)
+
+    def store_edit(self, inv: Invocation, call_id: str) -> AbstractAsyncContextManager[StoreEdit]:
+        return self.run.state.edit(inv, call_id)

@@ -1,0 +1,92 @@
+"""Workflows with memory and typed state, written as llama-index-workflows users write them
+(imported by the test workers too, so both runtimes run the same classes)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from workflows import Context, Event, StartEvent, StopEvent, Workflow, step, tool
+
+
+class ChatTurn(BaseModel):
+    role: str
+    text: str
+    at: datetime | None = None
+
+
+class Reply(BaseModel):
+    text: str
+    turns: int
+
+
+class ChatStart(StartEvent):
+    message: str
+
+
+class ChatMemory(Workflow):
+    """Appends each message to a history kept in the store across runs."""
+
+    @step
+    async def chat(self, ctx: Context, ev: ChatStart) -> StopEvent:
+        history: list[ChatTurn] = await ctx.store.get("history", default=[])
+        history.append(ChatTurn(role="user", text=ev.message, at=datetime(2026, 12, 6, 9)))
+        reply = f"echo {ev.message} ({len(history)} turns)"
+        history.append(ChatTurn(role="assistant", text=reply))
+        await ctx.store.set("history", history)
+        await ctx.store.set("shape", (len(history), "turns"))
+        return StopEvent(result=Reply(text=reply, turns=len(history)))
+
+
+class Counters(BaseModel):
+    width: int = 0
+    count: int = 0
+    seen: list[str] = Field(default_factory=list)
+    last: ChatTurn | None = None
+
+
+class Tick(Event):
+    label: str
+
+
+class Ticked(Event):
+    label: str
+
+
+@tool(queue="itest")
+def mf_echo(text: str) -> str:
+    return text
+
+
+class Concurrent(Workflow):
+    """``width`` steps at once each add one to a typed counter inside ``edit_state``, with an
+    await in the block so their edits overlap; then a tool call replays each step."""
+
+    @step
+    async def fan(self, ctx: Context[Counters], ev: StartEvent) -> Tick | None:
+        width = int(ev.get("width", 10))
+        await ctx.store.set("width", width)
+        for i in range(width):
+            ctx.send_event(Tick(label=f"t{i}"))
+        return None
+
+    @step(num_workers=50)
+    async def tick(self, ctx: Context[Counters], ev: Tick) -> Ticked:
+        async with ctx.store.edit_state() as state:
+            count = state.count
+            await asyncio.sleep(0.01)  # another edit may want in now: it must wait
+            state.count = count + 1
+            state.seen.append(ev.label)
+            state.last = ChatTurn(role="tick", text=ev.label)
+        # a distributed tool call suspends the step; its replay must not edit again
+        await ctx.call_tool("mf_echo", text=ev.label)
+        return Ticked(label=ev.label)
+
+    @step
+    async def join(self, ctx: Context[Counters], ev: Ticked) -> StopEvent | None:
+        width = await ctx.store.get("width")
+        if ctx.collect_events(ev, [Ticked] * width) is None:
+            return None
+        return StopEvent(result=await ctx.store.get_state())
