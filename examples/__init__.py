@@ -4,6 +4,6 @@ Workers import this package (``BATON_IMPORTS`` defaults to ``["examples"]``), so
 examples run distributed as well as in-process (``python -m examples.demo``).
 """
 
-from examples import approval, nested, pipeline, research, tool_runner, tools
+from examples import approval, chat_agent, nested, pipeline, research, tool_runner, tools
 
-__all__ = ["approval", "nested", "pipeline", "research", "tool_runner", "tools"]
+__all__ = ["approval", "chat_agent", "nested", "pipeline", "research", "tool_runner", "tools"]

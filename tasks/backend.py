@@ -21,7 +21,7 @@ from workflows._engine import core
 from workflows._engine.backend import MISSING, Invocation, StoreEdit, call_tool_inline
 from workflows._engine.inprocess import run_child_inline
 from workflows._engine.records import ChildCall, Effect, JournalEntry, ToolCall, WaitCall
-from workflows.codec import decode_event, dumps, encode_event, to_jsonable
+from workflows.codec import arguments_data, decode_event, dumps, encode_event, to_jsonable
 from workflows.errors import RunError
 from workflows.events import Event
 from workflows.step import Mode
@@ -51,7 +51,7 @@ class RedisBackend:
     ) -> Any:
         if self.rt.placement.tool_mode(spec) == "inprocess":
             return await call_tool_inline(inv, call_id, spec, args)
-        return await inv.parking.park(ToolCall(call_id, spec.name, to_jsonable(args)))
+        return await inv.parking.park(ToolCall(call_id, spec.name, arguments_data(args)))
 
     async def run_child(
         self, inv: Invocation, call_id: str, workflow: str, start: Event, mode: Mode | None

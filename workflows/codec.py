@@ -17,6 +17,7 @@ from typing import Any, TypeVar, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from workflows.errors import PayloadError
 from workflows.events import Event, event_class
@@ -94,6 +95,16 @@ def to_jsonable(value: Any) -> Any:
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"value is not JSON-serializable: {exc}", payload=repr(value)) from exc
     return value
+
+
+def arguments_data(args: dict[str, Any]) -> dict[str, Any]:
+    """Tool arguments as plain JSON: models as their fields, datetimes as ISO text, ...; the
+    tool validates them back into its parameters' types."""
+    try:
+        data: dict[str, Any] = to_jsonable_python(args)
+    except PydanticSerializationError as exc:
+        raise PayloadError(f"tool arguments are not JSON-serializable: {exc}") from exc
+    return data
 
 
 def dumps(value: Any, limit: int = MAX_PAYLOAD_BYTES) -> str:

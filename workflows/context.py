@@ -463,7 +463,8 @@ class Context(Generic[S]):
         return arrange([decode_event(e) for e in entry.value], _tags(expected)[0])
 
     async def call_tool(self, name: str, /, **kwargs: Any) -> Any:
-        """Call a registered tool; its failure raises ToolError (type, message, attempts)."""
+        """Call a registered tool; its failure raises ToolError (type, message, attempts), also
+        an instance of the tool exception's class (``except KeyError`` works)."""
         spec = get_tool(name)
         call_id = self._next_call_id()
         entry = self._invocation.journal.get(call_id)
@@ -471,7 +472,7 @@ class Context(Generic[S]):
             return await self._step_backend.call_tool(self._invocation, call_id, spec, kwargs)
         if entry.failed:
             raise tool_error_from_info(entry.error_info())
-        return entry.value
+        return from_data(entry.value)
 
     async def try_tool(self, name: str, /, **kwargs: Any) -> ToolResult:
         """Like call_tool, but a failure comes back as data instead of an exception."""

@@ -72,6 +72,7 @@ def test_import_examples_registers_every_example_workflow_and_tool() -> None:
         "ExpenseApproval",
         "ApprovalParent",
         "ToolRunner",
+        "ChatAgent",
     } <= set(all_workflows())
     assert {
         "add",

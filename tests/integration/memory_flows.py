@@ -90,3 +90,18 @@ class Concurrent(Workflow):
         if ctx.collect_events(ev, [Ticked] * width) is None:
             return None
         return StopEvent(result=await ctx.store.get_state())
+
+
+@tool(queue="itest")
+def mf_reverse(turn: ChatTurn, when: datetime) -> ChatTurn:
+    return ChatTurn(role=turn.role, text=turn.text[::-1], at=when)
+
+
+class ToolObjects(Workflow):
+    """Gives a tool a model and a datetime, and gets a model back."""
+
+    @step
+    async def go(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        turn = ChatTurn(role="user", text="abc")
+        back = await ctx.call_tool("mf_reverse", turn=turn, when=datetime(2026, 1, 2))
+        return StopEvent(result=back)

@@ -4,12 +4,20 @@ the in-process tests (tests/unit/test_memory_and_state.py)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import pytest
 
 from app.client import Client
 from tests.harness import Worker
-from tests.integration.memory_flows import ChatMemory, ChatTurn, Concurrent, Counters, Reply
+from tests.integration.memory_flows import (
+    ChatMemory,
+    ChatTurn,
+    Concurrent,
+    Counters,
+    Reply,
+    ToolObjects,
+)
 from workflows import Context, InvalidInputError
 
 
@@ -79,3 +87,8 @@ def test_edit_state_is_atomic_across_workers_and_not_repeated_by_a_replay(
     assert state.count == 20  # each tick's step was replayed after its tool call
     assert sorted(state.seen) == sorted(f"t{i}" for i in range(20))
     assert state.last is not None and state.last.role == "tick"
+
+
+def test_a_tool_task_takes_and_returns_models(client: Client, workers: Worker) -> None:
+    result = client.submit(ToolObjects).result(timeout=30)
+    assert result == ChatTurn(role="user", text="cba", at=datetime(2026, 1, 2))

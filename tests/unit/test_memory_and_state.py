@@ -19,6 +19,7 @@ from tests.integration.memory_flows import (
     Concurrent,
     Counters,
     Reply,
+    ToolObjects,
 )
 from workflows import (
     Context,
@@ -244,3 +245,8 @@ async def test_an_event_sent_that_no_step_accepts_is_ignored() -> None:
             return StopEvent(result="done")
 
     assert await Sender().run() == "done"
+
+
+@in_loop
+async def test_a_tool_takes_and_returns_models() -> None:
+    assert await ToolObjects().run() == ChatTurn(role="user", text="cba", at=datetime(2026, 1, 2))

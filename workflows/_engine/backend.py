@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workflows._engine.records import Effect, Journal, JournalEntry, ParkedCall
+from workflows.codec import from_data
 from workflows.errors import ToolError
 from workflows.events import Event
 
@@ -117,4 +118,4 @@ async def call_tool_inline(
         inv.journal[call_id] = JournalEntry.error(exc.to_info(exc.attempts))
         raise
     inv.journal[call_id] = JournalEntry.ok(value)
-    return value
+    return from_data(value)

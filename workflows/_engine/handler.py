@@ -37,6 +37,7 @@ class WorkflowHandler:
         self.ctx = ctx
         ctx._run = run
         self._task = asyncio.get_running_loop().create_task(self._result(timeout))
+        self._task.add_done_callback(_retrieved)  # a run nobody awaits (cancelled) is no warning
 
     async def _result(self, timeout: float | None) -> Any:
         # asyncio.wait, not wait_for: a step's own TimeoutError failing the run is no timeout
@@ -92,6 +93,11 @@ class WorkflowHandler:
         if any(w.run is not run for w in run.waiters):
             raise InvalidInputError("a run waiting inside a child workflow cannot be snapshotted")
         return _snapshot(run)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def paused_run_data(run: InProcessRun) -> dict[str, Any] | None:
