@@ -50,7 +50,7 @@ class RedisBackend:
         self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
     ) -> Any:
         if self.rt.placement.tool_mode(spec) == "inprocess":
-            return await call_tool_inline(inv, call_id, spec, args)
+            return await call_tool_inline(inv, call_id, spec, args, from_journal=True)
         return await inv.parking.park(ToolCall(call_id, spec.name, arguments_data(args)))
 
     async def run_child(

@@ -1,8 +1,10 @@
 """The body of every tool task: run one attempt, retry by policy, answer the suspended step.
 
 A tool's failure never fails the task: it is journaled as data (ToolError: type, message,
-attempts) for the calling step to handle. The call id is the tool's idempotency key, the same
-on every attempt and redelivery; a call already answered is never executed again.
+attempts, and the tool's own exception as ``original``: class name, args, JSON attributes) for
+the calling step to handle, where it is rebuilt as an instance of that class too. The call id
+is the tool's idempotency key, the same on every attempt and redelivery; a call already answered
+is never executed again.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ TEST_IMPORTS = [
     "tests.integration.error_flows",
     "tests.integration.memory_flows",
     "tests.integration.resource_flows",
+    "tests.integration.tool_error_flows",
 ]
 T = TypeVar("T")
 

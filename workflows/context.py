@@ -9,6 +9,7 @@ that is resumed or redelivered replays to where it was without repeating anythin
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import json
 import typing
@@ -341,22 +342,29 @@ class Context(Generic[S]):
     included. Steps receive their own Context, with the same store.
     """
 
-    store: Store[S]
-
     def __init__(self, workflow: Any, invocation: Invocation | None = None) -> None:
         self._seq: dict[str, int] = {}
         self._fx: dict[str, int] = {}
         self._run: Any = None
+        self._store: Store[S] | None = None
+        if invocation is not None:  # a step's: built by the runtime with its backend
+            self._backend: StepBackend | None = workflow
+            self._inv: Invocation | None = invocation
+            return
+        self._backend, self._inv = None, None  # the user's Context(workflow)
+        self._workflow = workflow
+        self._state = RunState(state_type_of(type(workflow)))
         self._paused: dict[str, Any] | None = None
-        if invocation is None:  # the user's Context(workflow)
-            self._workflow = workflow
-            self._state = RunState(state_type_of(type(workflow)))
-            self.store = RunStore(self._state)
-            self._backend: StepBackend | None = None
-            self._inv: Invocation | None = None
-        else:  # a step's: built by the runtime with its backend
-            self._backend, self._inv = workflow, invocation
-            self.store = StepStore(self, workflow.state_type)
+        self._store = RunStore(self._state)
+
+    @property
+    def store(self) -> Store[S]:
+        """The run's state (built on first use: most steps never touch it)."""
+        store = self._store
+        if store is None:
+            backend = self._step_backend
+            store = self._store = StepStore(self, backend.state_type)
+        return store
 
     @property
     def _step_backend(self) -> StepBackend:
@@ -471,6 +479,9 @@ class Context(Generic[S]):
         if entry is None:
             return await self._step_backend.call_tool(self._invocation, call_id, spec, kwargs)
         if entry.failed:
+            raised = self._invocation.raised.get(call_id)  # in-process: as it was first raised
+            if raised is not None:
+                raise copy.copy(raised)
             raise tool_error_from_info(entry.error_info())
         return from_data(entry.value)
 

@@ -29,7 +29,8 @@ other side with :func:`error_from_info`::
 LlamaIndex Workflows re-raises a step's own exception, so its users write ``except KeyError``.
 When a step raised an Exception that is not a Baton error, the StepFailedError (and a parent's
 ChildWorkflowError) is also an instance of that exception's class, with its ``args`` and
-attributes — in-process, and on a client that has imported the class (see ``_original``).
+attributes — in-process, and on a client that has imported the class (see ``_original``); so
+is the ToolError a step sees when a tool raised one.
 ``WorkflowConfigurationError`` (LlamaIndex's name) is an alias of WorkflowDefinitionError.
 """
 
@@ -93,6 +94,11 @@ class BatonError(Exception):
     def _original_data(self) -> OriginalException | None:
         """The step exception this error stands for, as data; None for most errors."""
         return None
+
+    def _note(self) -> str:
+        """The note a rebuilt original exception carries, so its traceback says where it was
+        raised."""
+        return self.message
 
 
 class WorkflowDefinitionError(BatonError):
@@ -215,9 +221,14 @@ class StepFailedError(RunError):
 
 
 class ToolError(RunError):
-    """A tool call failed; a step may catch it. ``type`` is the original exception's class name."""
+    """A tool call failed; a step may catch it. ``type`` is the original exception's class name.
 
-    _fields: tuple[str, ...] = ("tool", "type", "attempts", "retryable")
+    When the tool raised an Exception that is not a Baton error, ``original`` holds it as data
+    and the error is also an instance of its class (with its ``args`` and attributes) wherever
+    the class is known, as a StepFailedError is: a step ported from LlamaIndex keeps its
+    ``except KeyError`` around ``ctx.call_tool``."""
+
+    _fields: tuple[str, ...] = ("tool", "type", "attempts", "retryable", "original")
 
     def __init__(
         self,
@@ -227,12 +238,28 @@ class ToolError(RunError):
         type: str | None = None,
         attempts: int = 1,
         retryable: bool = True,
+        original: OriginalException | dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.tool = tool
         self.type = type or self.__class__.__name__
         self.attempts = attempts
         self.retryable = retryable
+        self.original = _original_or_none(original)
+
+    @classmethod
+    def of(cls, tool: str, exc: BaseException, attempts: int = 1) -> ToolError:
+        """The error a step sees when tool ``tool`` raised ``exc`` (not a ToolError), also an
+        instance of ``exc``'s class when that is an Exception outside Baton's tree."""
+        err = cls(
+            str(exc),
+            tool=tool,
+            type=type(exc).__name__,
+            attempts=attempts,
+            retryable=not isinstance(exc, BatonError) or exc.retryable,
+            original=original_of(exc),
+        )
+        return _with_original(err, exc)
 
     def to_info(self, attempts: int | None = None) -> ErrorInfo:
         return super().to_info(attempts or self.attempts)
@@ -246,7 +273,14 @@ class ToolError(RunError):
             type=str(d.get("type", info.type)),
             attempts=info.attempts,
             retryable=bool(d.get("retryable", info.retryable)),
+            original=d.get("original"),
         )
+
+    def _original_data(self) -> OriginalException | None:
+        return self.original
+
+    def _note(self) -> str:
+        return f"raised by tool {self.tool}"
 
 
 class ToolTimeout(ToolError):
@@ -403,7 +437,7 @@ def _with_original(err: _E, source: BaseException | None) -> _E:
     if not isinstance(exc, type(err)):
         return err
     vars(exc).update(vars(err))
-    exc.__notes__ = [*getattr(exc, "__notes__", []), err.message]  # tracebacks name the step
+    exc.__notes__ = [*getattr(exc, "__notes__", []), err._note()]  # tracebacks say where
     return exc
 
 

@@ -2,7 +2,9 @@
 
 Arguments are validated by pydantic from the function's signature; each tool exports a JSON
 schema (what an LLM function-calling agent needs). A tool that declares a parameter typed
-:class:`ToolContext` receives the call's stable idempotency key and attempt number.
+:class:`ToolContext` receives the call's stable idempotency key and attempt number. A tool's
+exception reaches the calling step as a ToolError that is also an instance of the exception's
+class (``except KeyError`` works), rebuilt from data when the tool ran as its own task.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from workflows.codec import to_jsonable
+from workflows.codec import to_data
 from workflows.errors import (
-    BatonError,
     ErrorInfo,
     PayloadError,
     ToolError,
     ToolTimeout,
     UnknownToolError,
     WorkflowDefinitionError,
+    error_from_info,
 )
 from workflows.retry import NO_RETRY, Retry
 from workflows.step import Mode
@@ -90,21 +92,30 @@ class ToolSpec:
         kwargs = self.validate_args(args)
         if self.ctx_param:
             kwargs[self.ctx_param] = ToolContext(call_id, attempt, self.name)
+        if sync == "inline" and not inspect.iscoroutinefunction(self.fn):
+            result = self.fn(**kwargs)
+        else:
+            result = await self._bounded(kwargs, sync)
         try:
-            if sync == "inline" and not inspect.iscoroutinefunction(self.fn):
-                result = self.fn(**kwargs)
-            else:
-                result = await asyncio.wait_for(self._call(kwargs, sync), self.timeout)
+            return to_data(result)  # typed: a model comes back a model (codec.from_data)
+        except PayloadError as exc:
+            raise ToolError(str(exc), tool=self.name, type="PayloadError") from exc
+
+    async def _bounded(self, kwargs: dict[str, Any], sync: SyncMode) -> Any:
+        """The call, on a task of its own, under the timeout. Only the timeout's expiry is a
+        ToolTimeout: a TimeoutError the tool raises itself is its own exception."""
+        deadline = asyncio.timeout(self.timeout)
+        try:
+            async with deadline:
+                return await asyncio.ensure_future(self._call(kwargs, sync))
         except TimeoutError:
+            if not deadline.expired():
+                raise
             raise ToolTimeout(
                 f"tool {self.name} timed out after {self.timeout}s",
                 tool=self.name,
                 type="ToolTimeout",
             ) from None
-        try:
-            return to_jsonable(result)
-        except PayloadError as exc:
-            raise ToolError(str(exc), tool=self.name, type="PayloadError") from exc
 
     async def _call(self, kwargs: dict[str, Any], sync: SyncMode) -> Any:
         if inspect.iscoroutinefunction(self.fn):
@@ -128,19 +139,20 @@ class ToolSpec:
 
 
 def as_tool_error(tool: str, exc: BaseException, attempts: int) -> ToolError:
-    """Any exception from a tool, as a ToolError carrying type, message and attempts."""
+    """Any exception from a tool, as a ToolError carrying type, message and attempts; for an
+    Exception outside Baton's tree also an instance of its class, with it as data."""
     if isinstance(exc, ToolError):
         exc.attempts = attempts
         return exc
-    kind = type(exc).__name__
-    retryable = not isinstance(exc, BatonError) or exc.retryable
-    return ToolError(str(exc), tool=tool, type=kind, attempts=attempts, retryable=retryable)
+    return ToolError.of(tool, exc, attempts)
 
 
 def tool_error_from_info(info: ErrorInfo) -> ToolError:
-    """The ToolError a step sees for a journaled failure (a ToolTimeout when it timed out)."""
+    """The ToolError a step sees for a journaled failure (a ToolTimeout when it timed out):
+    also an instance of the tool exception's class when it is imported here."""
     cls = ToolTimeout if info.details.get("type") == "ToolTimeout" else ToolError
-    return cls._from_info(info)
+    error = error_from_info(info.model_copy(update={"type": cls.__name__}))
+    return error if isinstance(error, ToolError) else cls._from_info(info)
 
 
 @overload

@@ -145,12 +145,12 @@ def test_submit_timeout_ends_a_run_left_waiting_for_approval(
         handle.result(timeout=60)
 
 
-def test_a_tools_key_error_fails_the_run_as_a_tool_error_not_a_key_error(
+def test_a_tools_uncaught_key_error_fails_the_run_catchable_as_a_key_error(
     client: Client, workers: Worker
 ) -> None:
     handle = client.submit(ChatAgent, message="Where is order Z999?")
     with pytest.raises(StepFailedError) as caught:
         handle.result(timeout=60)
-    assert not isinstance(caught.value, KeyError)
+    assert isinstance(caught.value, KeyError) and caught.value.args == ("Z999",)
     assert caught.value.cause_type == "ToolError"
-    assert "ToolError: 'Z999'" in str(caught.value)
+    assert "ToolError: 'Z999'" in caught.value.message

@@ -250,10 +250,10 @@ async def test_a_steps_key_error_is_caught_as_key_error_and_as_step_failed() -> 
 
 
 @in_loop
-async def test_a_tools_key_error_reaches_the_step_as_a_tool_error_of_that_type() -> None:
+async def test_a_tools_uncaught_key_error_fails_the_run_catchable_as_a_key_error() -> None:
     with pytest.raises(StepFailedError) as caught:
         await ChatAgent().run(message="Where is order Z999?")
-    assert not isinstance(caught.value, KeyError)
+    assert isinstance(caught.value, KeyError) and caught.value.args == ("Z999",)
     cause = caught.value.__cause__
     assert isinstance(cause, ToolError) and cause.type == "KeyError"
 

@@ -21,6 +21,7 @@ from workflows import (
     Workflow,
     step,
 )
+from workflows.errors import type_name
 from workflows.tools import get_tool
 
 from .helpers import run_sync
@@ -44,7 +45,7 @@ class ToolCaller(Workflow):
             value = await ctx.call_tool(ev.tool, **ev.params)
         except ToolError as exc:
             error = {
-                "class": type(exc).__name__,
+                "class": type_name(exc),  # Baton's class (it is also a RuntimeError, ...)
                 "type": exc.type,
                 "message": exc.message,
                 "attempts": exc.attempts,

@@ -17,6 +17,7 @@ from workflows._engine.records import Effect, Journal, JournalEntry, ParkedCall
 from workflows.codec import from_data
 from workflows.errors import ToolError
 from workflows.events import Event
+from workflows.tools import tool_error_from_info
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -59,6 +60,8 @@ class Invocation:
     effects_done: dict[str, int] = field(default_factory=dict)
     parking: Parking = field(default_factory=Parking)
     first_started: float | None = None
+    # in-process: tool errors as raised (a class the data cannot name included), for a replay
+    raised: dict[str, ToolError] = field(default_factory=dict)
 
     def forget_errors(self) -> None:
         """Before a retry: keep completed calls, but let failed ones run again."""
@@ -109,13 +112,25 @@ class StepBackend(Protocol):
 
 
 async def call_tool_inline(
-    inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
+    inv: Invocation,
+    call_id: str,
+    spec: ToolSpec,
+    args: dict[str, Any],
+    from_journal: bool = False,
 ) -> Any:
-    """Run a tool here, under its retry policy, and journal its value or its error as data."""
+    """Run a tool here, under its retry policy, and journal its value or its error as data.
+
+    A step's first execution sees the error its replays will see: the one raised, kept on
+    ``inv`` (in-process), or with ``from_journal`` (a worker, where a replay may run in another
+    process) the one the journaled data rebuilds."""
     try:
         value = await spec.invoke(args, call_id)
     except ToolError as exc:
-        inv.journal[call_id] = JournalEntry.error(exc.to_info(exc.attempts))
+        info = exc.to_info(exc.attempts)
+        inv.journal[call_id] = JournalEntry.error(info)
+        if from_journal:
+            raise tool_error_from_info(info) from exc
+        inv.raised[call_id] = exc
         raise
     inv.journal[call_id] = JournalEntry.ok(value)
     return from_data(value)

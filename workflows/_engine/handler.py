@@ -40,6 +40,8 @@ class WorkflowHandler:
         self._task.add_done_callback(_retrieved)  # a run nobody awaits (cancelled) is no warning
 
     async def _result(self, timeout: float | None) -> Any:
+        if timeout is None:
+            return await asyncio.shield(self.run.done)
         # asyncio.wait, not wait_for: a step's own TimeoutError failing the run is no timeout
         done, _ = await asyncio.wait({self.run.done}, timeout=timeout)
         if done:
