@@ -135,13 +135,23 @@ class RedisBackend:
             pause = min(pause * 2, 0.05)
         committed = False
 
-        async def commit(changed: dict[str, Any], full: dict[str, Any]) -> None:
+        before = await self.store_all()
+
+        async def commit(changed: dict[str, Any], removed: list[str]) -> None:
             nonlocal committed
-            entry = JournalEntry.ok(full)
+            entry = JournalEntry.ok(before)
             pairs = [x for key, data in changed.items() for x in (key, dumps(data))]
             done = self.rt.script("EDIT")(
                 keys=[lock, k.store(self.run_id), k.journal(self.run_id, inv.id)],
-                args=[token, call_id, entry.to_json(), self.rt.settings.retention_seconds, *pairs],
+                args=[
+                    token,
+                    call_id,
+                    entry.to_json(),
+                    self.rt.settings.retention_seconds,
+                    len(removed),
+                    *removed,
+                    *pairs,
+                ],
             )
             if not int(done):
                 raise RunError(
@@ -152,7 +162,7 @@ class RedisBackend:
             inv.journal[call_id] = entry
 
         try:
-            yield StoreEdit(await self.store_all(), commit)
+            yield StoreEdit(dict(before), commit)
         finally:
             if not committed:
                 self.rt.script("UNLOCK")(keys=[lock], args=[token])

@@ -100,12 +100,14 @@ return answer
 """
 
 # KEYS: state lock, store, journal.  ARGV: lock token, call id, journal entry JSON, ttl,
-# then field/value pairs. Commits an ``edit_state`` block: the changed fields and the journal
-# entry that makes a replay skip the block, both or neither, and only while the editor still
-# holds the lock (it expired: 0, and nothing is written).
+# n, then n removed fields, then field/value pairs. Commits an ``edit_state`` block: its
+# changes and the journal entry that makes a replay write nothing, both or neither, and only
+# while the editor still holds the lock (it expired: 0, and nothing is written).
 EDIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if #ARGV > 4 then redis.call('HSET', KEYS[2], unpack(ARGV, 5)) end
+local n = tonumber(ARGV[5])
+if n > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 6, 5 + n)) end
+if #ARGV > 5 + n then redis.call('HSET', KEYS[2], unpack(ARGV, 6 + n)) end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('DEL', KEYS[1])

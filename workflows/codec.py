@@ -47,19 +47,18 @@ def decode_event(envelope: Any) -> Event:
     data = envelope.get("data") or {}
     try:
         if isinstance(data, dict) and _has_typed_values(cls, data):
-            fields, typed = cls.model_fields, _typed_fields(cls)
-            data = {
-                k: from_data(v) if k in typed or k not in fields else v for k, v in data.items()
-            }
-        return cls.model_validate(data)
+            names, typed = _field_names(cls), _typed_fields(cls)
+            data = {k: from_data(v) if k in typed or k not in names else v for k, v in data.items()}
+        return cls.model_validate(data, by_name=True)
     except ValidationError as exc:
         raise PayloadError(f"invalid {cls.__name__}: {exc}", payload=envelope) from exc
 
 
-_TYPED_FIELDS: dict[type[Event], frozenset[str]] = {}
+_TYPED_FIELDS: dict[type[BaseModel], frozenset[str]] = {}
+_FIELD_NAMES: dict[type[BaseModel], frozenset[str]] = {}
 
 
-def _typed_fields(cls: type[Event]) -> frozenset[str]:
+def _typed_fields(cls: type[BaseModel]) -> frozenset[str]:
     """Fields whose annotation contains ``Any``: pydantic cannot say what type their values
     had, so they travel through :func:`to_data` (memoized: encoding is on the hot path)."""
     found = _TYPED_FIELDS.get(cls)
@@ -70,6 +69,13 @@ def _typed_fields(cls: type[Event]) -> frozenset[str]:
     return found
 
 
+def _field_names(cls: type[BaseModel]) -> frozenset[str]:
+    found = _FIELD_NAMES.get(cls)
+    if found is None:
+        found = _FIELD_NAMES[cls] = frozenset(cls.model_fields)
+    return found
+
+
 def _mentions_any(annotation: Any) -> bool:
     if annotation is Any or annotation is object or annotation is None:
         return annotation is not None
@@ -77,11 +83,8 @@ def _mentions_any(annotation: Any) -> bool:
 
 
 def _has_typed_values(cls: type[Event], data: dict[str, Any]) -> bool:
-    return (
-        bool(_typed_fields(cls))
-        or len(data) > len(cls.model_fields)
-        or any(k not in cls.model_fields for k in data)
-    )
+    """Whether decoding needs :func:`from_data` (a typed field, or an extra key)."""
+    return bool(_typed_fields(cls)) or not data.keys() <= _field_names(cls)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -197,7 +200,7 @@ def _decode_tagged(kind: str, data: dict[str, Any]) -> Any:
     if kind == "model":
         cls = _loaded_class(str(data["class"]), BaseModel)
         value = from_data(data["value"])
-        return value if cls is None else cls.model_validate(value)
+        return value if cls is None else cls.model_validate(value, by_name=True)
     if kind == "enum":
         enum_cls = _loaded_class(str(data["class"]), Enum)
         value = from_data(data["value"])
@@ -208,10 +211,22 @@ def _decode_tagged(kind: str, data: dict[str, Any]) -> Any:
 
 
 def _model_data(model: BaseModel) -> Any:
-    """A model's fields, each typed value kept (a field typed ``Any`` may hold a model too)."""
-    return {name: to_data(getattr(model, name)) for name in type(model).model_fields} | {
-        k: to_data(v) for k, v in (model.model_extra or {}).items()
-    }
+    """A model's fields as pydantic dumps them (by name: aliases and custom serializers kept),
+    except fields typed ``Any`` and extra fields, whose values keep their own types."""
+    cls = type(model)
+    typed = _typed_fields(cls)
+    extra = model.model_extra
+    try:
+        if not typed and not extra:
+            return model.model_dump(mode="json")
+        data = model.model_dump(mode="json", exclude=set(typed) | set(extra or ()))
+    except PydanticSerializationError as exc:
+        raise PayloadError(f"a {cls.__name__} cannot be stored: {exc}") from exc
+    for name in typed:
+        data[name] = to_data(getattr(model, name))
+    for key, value in (extra or {}).items():
+        data[key] = to_data(value)
+    return data
 
 
 def class_path(cls: type) -> str:

@@ -60,19 +60,29 @@ class DictState(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
+        extra = self.model_extra or {}
+        if key not in extra:
+            raise KeyError(key)
+        return extra[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        setattr(self, key, value)
+        if self.__pydantic_extra__ is None:
+            self.__pydantic_extra__ = {}
+        self.__pydantic_extra__[key] = value  # an item, even named like a model method
+
+    def __delitem__(self, key: str) -> None:
+        del (self.model_extra or {})[key]
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key in (self.model_extra or {})
 
     def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
+        """The value of key ``key`` (never a model attribute of the same name)."""
+        return (self.model_extra or {}).get(key, default)
 
 
 S = TypeVar("S", bound=BaseModel, default=DictState)
+_WRITES = "w:"  # the effect counters of store writes, per branch (see Context._first_time)
 _EDITING: ContextVar[object | None] = ContextVar("baton_editing_state", default=None)
 
 
@@ -185,7 +195,9 @@ class Store(Generic[S]):
                 _EDITING.reset(token)
             after = _state_data(state)
             changed = {k: v for k, v in after.items() if edit.data.get(k, MISSING) != v}
-            await edit.commit(changed, {**edit.data, **after})
+            # keys a DictState lost in the block are removed (a typed state keeps its fields)
+            removed = [k for k in edit.data if k not in after] if self._type is None else []
+            await edit.commit(changed, removed)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -251,10 +263,12 @@ class StepStore(Store[S]):
         return await self._ctx._step_backend.store_get(key)
 
     async def _write(self, key: str, data: Any) -> None:
-        await self._ctx._step_backend.store_set(key, data)
+        if self._ctx._first_time(_WRITES):
+            await self._ctx._step_backend.store_set(key, data)
 
     async def _remove(self, keys: list[str] | None) -> None:
-        await self._ctx._step_backend.store_delete(keys)
+        if self._ctx._first_time(_WRITES):
+            await self._ctx._step_backend.store_delete(keys)
 
     @asynccontextmanager
     async def _edit(self) -> AsyncIterator[StoreEdit]:
@@ -300,8 +314,8 @@ class RunStore(Store[S]):
         return self._state
 
 
-async def _no_commit(changed: dict[str, Any], full: dict[str, Any]) -> None:
-    del changed, full
+async def _no_commit(changed: dict[str, Any], removed: list[str]) -> None:
+    del changed, removed
 
 
 class RunState:
@@ -312,25 +326,34 @@ class RunState:
     def __init__(self, state_type: type[BaseModel] | None) -> None:
         self.state_type = state_type
         self.data: dict[str, Any] = {}
-        self._lock: asyncio.Lock | None = None
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     def remove(self, keys: list[str] | None) -> None:
         for key in list(self.data) if keys is None else keys:
             self.data.pop(key, None)
 
+    def _loop_lock(self) -> asyncio.Lock:
+        """The edit lock of the running loop: a Context outlives the loop of one
+        ``asyncio.run`` (a chat loop runs each turn in its own), an asyncio.Lock does not."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        return self._lock[1]
+
     @asynccontextmanager
     async def edit(self, inv: Invocation | None, call_id: str) -> AsyncIterator[StoreEdit]:
-        """One edit at a time; the commit applies the changed keys (and journals the edit)."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
+        """One edit at a time; the commit applies the changes and journals the data the block
+        started from, which a replay of the step edits again without writing."""
+        async with self._loop_lock():
+            before = dict(self.data)
 
-            async def commit(changed: dict[str, Any], full: dict[str, Any]) -> None:
+            async def commit(changed: dict[str, Any], removed: list[str]) -> None:
                 self.data.update(changed)
+                self.remove(removed)
                 if inv is not None:
-                    inv.journal[call_id] = JournalEntry.ok(full)
+                    inv.journal[call_id] = JournalEntry.ok(before)
 
-            yield StoreEdit(dict(self.data), commit)
+            yield StoreEdit(dict(before), commit)
 
 
 class Context(Generic[S]):
@@ -347,6 +370,7 @@ class Context(Generic[S]):
         self._fx: dict[str, int] = {}
         self._run: Any = None
         self._store: Store[S] | None = None
+        self._paused: dict[str, Any] | None = None
         if invocation is not None:  # a step's: built by the runtime with its backend
             self._backend: StepBackend | None = workflow
             self._inv: Invocation | None = invocation
@@ -354,7 +378,6 @@ class Context(Generic[S]):
         self._backend, self._inv = None, None  # the user's Context(workflow)
         self._workflow = workflow
         self._state = RunState(state_type_of(type(workflow)))
-        self._paused: dict[str, Any] | None = None
         self._store = RunStore(self._state)
 
     @property
@@ -402,13 +425,11 @@ class Context(Generic[S]):
         ctx._state.data, ctx._paused = read_context_data(data, type(workflow).name)
         return ctx
 
-    def _take_paused(self) -> dict[str, Any] | None:
-        paused, self._paused = self._paused, None
-        return paused
-
     @property
     def is_running(self) -> bool:
-        """A run given this context is still going."""
+        """A run given this context is still going (a step's: always, while the step runs)."""
+        if self._inv is not None:
+            return True
         return self._run is not None and not self._run.done.done()
 
     @property
@@ -437,6 +458,17 @@ class Context(Generic[S]):
         if n >= self._invocation.effects_done.get(path, 0):
             self._step_backend.effect(self._invocation, Effect(f"{path}:{n}", kind, event, step))
             self._invocation.effects_done[path] = n + 1
+
+    def _first_time(self, kind: str) -> bool:
+        """Count one more effect of ``kind`` on this branch: True when no earlier run of the
+        step applied it (store writes, numbered apart from events: a replay skips them)."""
+        path = kind + branch_path()
+        n = self._fx.get(path, 0)
+        self._fx[path] = n + 1
+        if n < self._invocation.effects_done.get(path, 0):
+            return False
+        self._invocation.effects_done[path] = n + 1
+        return True
 
     def send_event(self, event: Event, step: str | None = None) -> None:
         """Emit an event into the run (to ``step`` only, when named): the fan-out primitive.
@@ -620,8 +652,9 @@ def _container(data: Any) -> dict[str, Any]:
 
 def _state_data(state: BaseModel) -> dict[str, Any]:
     """A state model as store keys: one per field (and extra key), each a typed value."""
-    names = [*type(state).model_fields, *(state.model_extra or {})]
-    return {name: to_data(getattr(state, name)) for name in names}
+    data = {name: to_data(getattr(state, name)) for name in type(state).model_fields}
+    data.update((key, to_data(value)) for key, value in (state.model_extra or {}).items())
+    return data
 
 
 def state_type_of(workflow: type[Any]) -> type[BaseModel] | None:
@@ -650,10 +683,11 @@ def _state_type(fns: tuple[Any, ...], workflow: str) -> type[BaseModel] | None:
 
 
 def _assign(container: dict[str, Any], path: str, value: Any) -> None:
+    """Set the data at a dotted path, through plain objects and models' fields alike."""
     parts = path.split(".")
     for part in parts[:-1]:
         nxt = container.get(part)
-        if not isinstance(nxt, dict):
+        if not (_is_tagged_model(nxt) or (isinstance(nxt, dict) and TAG not in nxt)):
             nxt = container[part] = {}
-        container = nxt
+        container = _container(nxt)
     container[parts[-1]] = value

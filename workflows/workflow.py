@@ -161,8 +161,14 @@ class Workflow:
 
         if isinstance(ctx, StartEvent):  # Baton's older signature: run(start_event, ...)
             ctx, start_event = None, ctx
-        paused = ctx._take_paused() if ctx is not None else None
-        if paused is not None:
+        if ctx is not None and ctx._paused is not None:
+            if start_event is not None or kwargs:
+                raise InvalidInputError(
+                    "this Context holds a run paused for input: run(ctx=...) resumes it, "
+                    "without a start event or inputs"
+                )
+            paused = ctx._paused
+            ctx._paused = None
             return _in_loop(lambda: resume_inprocess(self, paused, ctx))
         start = self.make_start_event(start_event, **kwargs)
         return _in_loop(lambda: start_inprocess(self, start, run_id, ctx))

@@ -105,3 +105,20 @@ class ToolObjects(Workflow):
         turn = ChatTurn(role="user", text="abc")
         back = await ctx.call_tool("mf_reverse", turn=turn, when=datetime(2026, 1, 2))
         return StopEvent(result=back)
+
+
+class Tally(BaseModel):
+    n: int = 0
+
+
+class EditThenCall(Workflow):
+    """Edits, keeps what it read in the block, then calls a tool: distributed, the call
+    replays the step, and the replayed block must see the data the first one saw."""
+
+    @step
+    async def go(self, ctx: Context[Tally], ev: StartEvent) -> StopEvent:
+        async with ctx.store.edit_state() as state:
+            state.n += 1
+            mine = state.n
+        echoed = await ctx.call_tool("mf_echo", text=str(mine))
+        return StopEvent(result={"mine": mine, "echoed": echoed, "n": await ctx.store.get("n")})

@@ -15,6 +15,7 @@ from tests.integration.memory_flows import (
     ChatTurn,
     Concurrent,
     Counters,
+    EditThenCall,
     Reply,
     ToolObjects,
 )
@@ -92,3 +93,9 @@ def test_edit_state_is_atomic_across_workers_and_not_repeated_by_a_replay(
 def test_a_tool_task_takes_and_returns_models(client: Client, workers: Worker) -> None:
     result = client.submit(ToolObjects).result(timeout=30)
     assert result == ChatTurn(role="user", text="cba", at=datetime(2026, 1, 2))
+
+
+def test_a_step_replayed_after_its_tool_call_edits_from_the_data_it_first_saw(
+    client: Client, workers: Worker
+) -> None:
+    assert client.submit(EditThenCall).result(timeout=30) == {"mine": 1, "echoed": "1", "n": 1}

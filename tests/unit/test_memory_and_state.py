@@ -8,17 +8,20 @@ import functools
 import json
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, HttpUrl
 
 from tests.integration.memory_flows import (
     ChatMemory,
     ChatTurn,
     Concurrent,
     Counters,
+    EditThenCall,
     Reply,
+    Tally,
     ToolObjects,
 )
 from workflows import (
@@ -171,6 +174,25 @@ async def test_edit_state_is_atomic_against_steps_editing_at_once() -> None:
     assert state.last is not None and state.last.role == "tick"
 
 
+class Slow(Event):
+    pass
+
+
+class Fork(Event):
+    pass
+
+
+class Address(BaseModel):
+    city: str = "a"
+    site: HttpUrl | None = None
+
+
+class Profile(BaseModel):
+    sender: str = Field(alias="from")
+    addr: Address = Field(default_factory=Address)
+    home: Path = Path("/home")
+
+
 class Typed(BaseModel):
     count: int = 3
     name: str = "n"
@@ -250,3 +272,136 @@ async def test_an_event_sent_that_no_step_accepts_is_ignored() -> None:
 @in_loop
 async def test_a_tool_takes_and_returns_models() -> None:
     assert await ToolObjects().run() == ChatTurn(role="user", text="cba", at=datetime(2026, 1, 2))
+
+
+@in_loop
+async def test_a_replayed_edit_state_block_sees_the_data_its_first_run_saw() -> None:
+    # in-process the tool runs inline: the replay comes from a wait instead
+    class EditThenWait(Workflow):
+        @step
+        async def go(self, ctx: Context[Tally], ev: StartEvent) -> StopEvent:
+            async with ctx.store.edit_state() as state:
+                state.n += 1
+                mine = state.n
+            await ctx.wait_for_event(Answer)
+            return StopEvent(result={"mine": mine, "n": await ctx.store.get("n")})
+
+    handler = EditThenWait().run()
+    await _until(lambda: bool(handler.run.waiters))
+    handler.ctx.send_event(Answer(response="go"))
+    assert await handler == {"mine": 1, "n": 1}
+    assert await EditThenCall().run() == {"mine": 1, "echoed": "1", "n": 1}
+
+
+@in_loop
+async def test_a_replay_does_not_apply_a_store_write_again() -> None:
+    class ClearThenWait(Workflow):
+        @step
+        async def go(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            await ctx.store.clear()
+            await ctx.wait_for_event(Answer)
+            return StopEvent(result=await ctx.store.get("kept", default="cleared again"))
+
+    handler = ClearThenWait().run()
+    await _until(lambda: bool(handler.run.waiters))
+    await handler.ctx.store.set("kept", "kept")  # written while the step waits
+    handler.ctx.send_event(Answer(response="go"))
+    assert await handler == "kept"
+
+
+@in_loop
+async def test_to_dict_saves_steps_still_running_beside_a_wait_and_they_finish_after_restore() -> (
+    None
+):
+    class Both(Workflow):
+        @step
+        async def fork(self, ctx: Context, ev: StartEvent) -> Slow | Fork:
+            ctx.send_event(Fork())
+            return Slow()
+
+        @step
+        async def slow(self, ctx: Context, ev: Slow) -> StopEvent | None:
+            await asyncio.sleep(0.05)
+            await ctx.store.set("slow", "done")
+            return None
+
+        @step
+        async def ask(self, ctx: Context, ev: Fork) -> StopEvent:
+            answer = await ctx.wait_for_event(Answer, waiter_event=Question(prompt="again"))
+            while not await ctx.store.get("slow", default=None):
+                await asyncio.sleep(0.01)
+            return StopEvent(result=f"{answer.response} {await ctx.store.get('slow')}")
+
+    handler = Both().run()
+    await _until(lambda: bool(handler.run.waiters))
+    saved = json.loads(json.dumps(handler.ctx.to_dict()))
+    await handler.cancel_run()
+    assert [r["step"] for r in saved["paused"]["running"]] == ["slow"]
+    restored = Both(timeout=10).run(ctx=Context.from_dict(Both(), saved))
+    restored.ctx.send_event(Answer(response="Ada"))
+    assert await restored == "Ada done"
+
+
+def test_a_context_serves_runs_on_successive_event_loops() -> None:
+    wf = Concurrent()
+    ctx = Context(wf)
+    for _ in range(2):  # a chat loop running each turn with asyncio.run
+        assert asyncio.run(_run_with(wf, ctx)).count >= 3
+
+
+async def _run_with(wf: Workflow, ctx: Context[Any]) -> Any:
+    return await wf.run(ctx=ctx, width=3)
+
+
+@in_loop
+async def test_models_with_aliases_urls_and_paths_and_dotted_writes_into_models() -> None:
+    class Profiles(Workflow):
+        @step
+        async def go(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            profile = Profile.model_validate({"from": "ada"})
+            profile.addr.site = HttpUrl("https://example.com/")
+            await ctx.store.set("prof", profile)
+            await ctx.store.set("prof.addr.city", "Paris")
+            return StopEvent(result=await ctx.store.get("prof"))
+
+    profile = await Profiles().run()
+    assert isinstance(profile, Profile)
+    assert (profile.sender, profile.addr.city, profile.home) == ("ada", "Paris", Path("/home"))
+    assert str(profile.addr.site) == "https://example.com/"
+
+
+@in_loop
+async def test_dict_state_keys_named_like_model_methods_and_deleted_keys() -> None:
+    class Keys(Workflow):
+        @step
+        async def go(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            await ctx.store.set("schema", "s")
+            await ctx.store.set("tmp", 1)
+            async with ctx.store.edit_state() as state:
+                state["json"] = state["schema"] + "!"
+                del state["tmp"]
+            return StopEvent(
+                result=(state.get("schema"), await ctx.store.get("json"), ctx.is_running)
+            )
+
+    handler = Keys().run()
+    assert await handler == ("s", "s!", True)
+    assert await handler.ctx.store.get("tmp", default="gone") == "gone"
+
+
+@in_loop
+async def test_a_paused_context_resumes_without_a_new_start_event() -> None:
+    handler = Asker().run()
+    await _until(lambda: bool(handler.run.waiters))
+    saved = handler.ctx.to_dict()
+    await handler.cancel_run()
+    with pytest.raises(InvalidInputError, match="resumes it, without a start event"):
+        Asker().run(ctx=Context.from_dict(Asker(), saved), topic="x")
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition not met")

@@ -71,11 +71,11 @@ class Invocation:
 @dataclass(frozen=True)
 class StoreEdit:
     """An ``edit_state`` block's view of the store: every key's data as read under the run's
-    state lock, and how to commit (the changed keys, and the full data the journal keeps so a
-    replayed step does not apply the edit twice)."""
+    state lock, and how to commit its changed and removed keys (journaling the data the block
+    started from, so a replayed step edits that again and writes nothing)."""
 
     data: dict[str, Any]
-    commit: Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]
+    commit: Callable[[dict[str, Any], list[str]], Awaitable[None]]
 
 
 class StepBackend(Protocol):

@@ -15,6 +15,7 @@ from workflows.codec import decode_event, encode_event
 from workflows.context import Context
 from workflows.errors import (
     BatonError,
+    ContextSerdeError,
     InvalidInputError,
     WorkflowRuntimeError,
     WorkflowTimeoutError,
@@ -103,10 +104,16 @@ def _retrieved(task: asyncio.Task[Any]) -> None:
 
 
 def paused_run_data(run: InProcessRun) -> dict[str, Any] | None:
-    """A run's snapshot for ``Context.to_dict()`` when it is paused for input (its waiting
-    steps are journaled up to their wait, so they resume where they were); else None."""
-    if run.done.done() or not run.waiters or any(w.run is not run for w in run.waiters):
+    """A live run's snapshot for ``Context.to_dict()`` (None once it ended): its waiting
+    steps, and the steps still running, each journaled so far — restored, they replay from
+    their journals, as a distributed step does after a crash."""
+    if run.done.done():
         return None
+    if any(w.run is not run for w in run.waiters):
+        raise ContextSerdeError(
+            "to_dict(): the run waits inside a child workflow, which a context cannot hold; "
+            "take it once the child's answer is in, or use ctx.run_workflow distributed"
+        )
     data: dict[str, Any] = json.loads(json.dumps(_snapshot(run)))  # a copy, proven JSON
     return data
 
@@ -120,7 +127,13 @@ def _snapshot(run: InProcessRun) -> dict[str, Any]:
         "buffers": {k: [[t, e] for t, e in v] for k, v in run.buffers.items()},
         "log": [encode_event(e) for e in run.log],
         "waiters": [_waiter_data(w) for w in run.waiters],
+        "running": [_invocation_data(inv) for inv in _running(run)],
     }
+
+
+def _running(run: InProcessRun) -> list[Invocation]:
+    waiting = {w.inv.id for w in run.waiters}
+    return [inv for inv in run.active.values() if inv.id not in waiting]
 
 
 async def _settled(run: InProcessRun) -> None:
@@ -132,22 +145,39 @@ async def _settled(run: InProcessRun) -> None:
 
 
 def _waiter_data(w: Waiter) -> dict[str, Any]:
-    event = w.inv.event
     return {
         "call_id": w.call_id,
         "event_type": w.event_type.type_tag,
         "requirements": w.requirements,
-        "invocation": {
-            "id": w.inv.id,
-            "step": w.inv.step,
-            "attempt": w.inv.attempt,
-            "event": [encode_event(e) for e in event]
-            if isinstance(event, list)
-            else encode_event(event),
-            "journal": dump_journal(w.inv.journal),
-            "effects_done": w.inv.effects_done,
-        },
+        "invocation": _invocation_data(w.inv),
     }
+
+
+def _invocation_data(inv: Invocation) -> dict[str, Any]:
+    event = inv.event
+    return {
+        "id": inv.id,
+        "step": inv.step,
+        "attempt": inv.attempt,
+        "event": [encode_event(e) for e in event]
+        if isinstance(event, list)
+        else encode_event(event),
+        "journal": dump_journal(inv.journal),
+        "effects_done": inv.effects_done,
+    }
+
+
+def _invocation(data: dict[str, Any]) -> Invocation:
+    raw = data["event"]
+    event = [decode_event(e) for e in raw] if isinstance(raw, list) else decode_event(raw)
+    return Invocation(
+        data["id"],
+        data["step"],
+        event,
+        data["attempt"],
+        parse_journal(dict(data["journal"])),
+        dict(data["effects_done"]),
+    )
 
 
 def start_inprocess(
@@ -192,26 +222,22 @@ def resume_inprocess(
         run.buffers = {k: [(t, e) for t, e in v] for k, v in snapshot["buffers"].items()}
         run.log = [decode_event(e) for e in snapshot["log"]]
         for w in snapshot["waiters"]:
-            data = w["invocation"]
-            raw = data["event"]
-            event = [decode_event(e) for e in raw] if isinstance(raw, list) else decode_event(raw)
-            inv = Invocation(
-                data["id"],
-                data["step"],
-                event,
-                data["attempt"],
-                parse_journal(dict(data["journal"])),
-                data["effects_done"],
-            )
             run.waiters.append(
                 Waiter(
-                    run, inv, w["call_id"], event_class(w["event_type"]), dict(w["requirements"])
+                    run,
+                    _invocation(w["invocation"]),
+                    w["call_id"],
+                    event_class(w["event_type"]),
+                    dict(w["requirements"]),
                 )
             )
+        running = [_invocation(data) for data in snapshot.get("running", [])]
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, BatonError):
             raise
         raise InvalidInputError(f"malformed snapshot: {exc!r}") from exc
+    for inv in running:  # steps that were running when it was saved replay from their journal
+        run.schedule(inv)
     return WorkflowHandler(run, workflow.timeout, ctx)
 
 

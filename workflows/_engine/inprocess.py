@@ -83,6 +83,8 @@ class InProcessRun:
         self.log: list[Event] = []
         self.stream: asyncio.Queue[Event | None] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
+        # invocations scheduled and not yet ended or parked: ``Context.to_dict()`` saves them
+        self.active: dict[str, Invocation] = {}
         self.limits = {
             name: asyncio.Semaphore(s.options.num_workers) for name, s in self.spec.steps.items()
         }
@@ -112,6 +114,7 @@ class InProcessRun:
     def schedule(self, inv: Invocation) -> None:
         if self.done.done():
             return
+        self.active[inv.id] = inv
         task = create_untracked_task(self._run(inv))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -124,6 +127,9 @@ class InProcessRun:
             await self._drive(inv)
         except Exception as exc:
             self.fail(self._internal_error(f"running step {self._qualname(inv)}", exc), exc)
+        finally:
+            if self.active.get(inv.id) is inv:
+                del self.active[inv.id]
 
     async def _drive(self, inv: Invocation) -> None:
         step = self.spec.steps[inv.step]
