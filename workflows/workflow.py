@@ -83,6 +83,8 @@ class Workflow:
         if abstract:
             return
         existing = _WORKFLOWS.get(cls.name)
+        if existing is not None and _same_source(existing, cls):
+            return  # ``python -m pkg.flows`` runs as __main__ a module its package imported
         if existing is not None and existing.__module__ != cls.__module__:
             raise WorkflowDefinitionError(
                 f"workflow name {cls.name!r} is defined in both {existing.__module__} and "
@@ -179,6 +181,16 @@ class Workflow:
         from workflows._engine.handler import resume_inprocess
 
         return resume_inprocess(workflow_instance(cls), snapshot)
+
+
+def _same_source(a: type, b: type) -> bool:
+    """One class defined twice from one file: as its module and as ``__main__``."""
+    if "__main__" not in (a.__module__, b.__module__) or a.__module__ == b.__module__:
+        return False
+    try:
+        return inspect.getfile(a) == inspect.getfile(b) and a.__qualname__ == b.__qualname__
+    except (TypeError, OSError):
+        return False
 
 
 def _in_loop(start: Callable[[], WorkflowHandler]) -> WorkflowHandler:

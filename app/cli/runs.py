@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic_core import to_jsonable_python
 from rich.markup import escape
 from rich.table import Table
 
@@ -26,7 +27,7 @@ from app.client import RunHandle
 from tasks import queries
 from tasks.protocol import END_KINDS, LogEntry, RunStatus
 from tasks.runtime import Runtime
-from workflows.codec import decode_event, loads, to_jsonable
+from workflows.codec import decode_event, loads
 from workflows.errors import InvalidInputError, RunError, type_name
 from workflows.events import StartEvent
 from workflows.workflow import require_workflow
@@ -78,7 +79,7 @@ def _print_result(handle: RunHandle, timeout: float) -> None:
         raise RunError(
             f"run {handle.run_id} {handle.status()}: {type_name(exc)}: {exc.message}"
         ) from exc
-    typer.echo(json.dumps(to_jsonable(result)))
+    typer.echo(json.dumps(to_jsonable_python(result, fallback=repr)))  # models, sets, dates...
 
 
 @app.command()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -255,3 +257,17 @@ def test_demo_runs_every_example_and_prints_streams_and_results(
         "'type': 'ToolTimeout'",
     ):
         assert text in out, text
+
+
+def test_an_example_that_defines_workflows_runs_as_a_module() -> None:
+    # ``python -m examples.chat_agent`` defines ChatAgent as __main__ after the package
+    # imported it as examples.chat_agent: one class from one file, not a name clash
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.chat_agent"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "agent: You are Ada." in done.stdout
