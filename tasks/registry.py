@@ -80,7 +80,7 @@ def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
         inv_id: str,
         payload: Any,
         attempt: int,
-        first_started: float | None = None,  # absent in a first attempt's message
+        first_started: float | None = None,  # absent in a first attempt's messages (resumes too)
     ) -> None:
         args = StepArgs(run_id, inv_id, payload, attempt, first_started)
         try:

@@ -111,7 +111,7 @@ class StepTask:
             return
         try:
             workflow = workflow_instance(self.cls)
-        except ConfigurationError as exc:  # its factory failed: no attempt can run
+        except ConfigurationError as exc:  # its factory failed: this attempt cannot run
             self._cannot_build(exc, state)
             return
         inv = self._invocation(state)
@@ -132,10 +132,29 @@ class StepTask:
         pipe.execute()
 
     def _cannot_build(self, error: ConfigurationError, state: Loaded) -> None:
-        """Fail the run with the factory's error. The run ends before the message is finished:
+        """The workflow's factory failed: a failure of this attempt, retried as the step's
+        policy says of what the factory raised (it may pass: a model server briefly down).
+        Else the run fails with the ConfigurationError naming the workflow (no error handler
+        step: it would need the same instance). The run ends before the message is finished:
         a crash in between leaves a redelivery that finds the run ended, never a live run."""
-        runs.fail_run(self.rt, self.run_id, error.to_info(self.args.attempt), parent=state.parent)
-        self._finish_message()
+        inv = self._invocation(state)
+        # the policy judges what the factory raised; a wrong type (no cause) is never retried
+        cause = error.__cause__ if isinstance(error.__cause__, Exception) else error
+        retry = self._retry_command(inv, cause)
+        if retry is None:
+            info = error.to_info(self.args.attempt)
+            runs.fail_run(self.rt, self.run_id, info, parent=state.parent)
+            self._finish_message()
+            return
+        hop = Hop(self.rt, self.run_id, state.root, self.task_id)
+        self._retry(hop, inv, error, retry, set(state.journal))
+        hop.commit()
+
+    def _retry_command(self, inv: Invocation, error: BaseException) -> core.RetryStep | None:
+        commands = core.react_to_failure(
+            self.cls.spec, self.step, inv.id, inv.event, error, inv.attempt, self._elapsed()
+        )
+        return next((c for c in commands if isinstance(c, core.RetryStep)), None)
 
     def _load(self) -> Loaded | None:
         """Read run status, journal and done marker in one round trip; None: nothing to do."""
@@ -209,6 +228,12 @@ class StepTask:
         else (a first attempt, or a message from an older Baton) this delivery's start."""
         carried = self.args.first_started
         return self.started if carried is None else carried
+
+    def _carried_start(self) -> float | None:
+        """What a resume carries: the first attempt's start once the step has retried; a first
+        attempt's resume carries none, so a worker older than that field can still take it
+        during a rolling upgrade (its timing restarts at the resume)."""
+        return self.first_started if self.args.attempt > 1 else None
 
     def _elapsed(self) -> float:
         """Seconds since the first attempt began (never negative: clocks of two machines may
@@ -292,7 +317,7 @@ class StepTask:
                 children.append(call)
             else:
                 self._register_waiter(hop, inv, call)
-        args = replace(self.args, first_started=self.first_started)  # the resume goes on timing
+        args = replace(self.args, first_started=self._carried_start())
         resume = self.rt.placement.step_message(self.cls.name, self.step.name, args)
         queue, envelope = self.rt.publisher.frame(resume)
         # PARK runs before the calls are pushed, in the same round trip: it counts them all

@@ -12,8 +12,12 @@ module both the submitting process and the workers import::
 A process calls the factory once, the first time it needs the workflow, and reuses the
 instance for every step and run after that (several at once on an asyncio or threads worker):
 steps must not keep per-run state on ``self``. A factory that raises, or returns something
-else than an instance of the class, is a ConfigurationError naming the workflow; the run fails
-with it at its first step. A failure is not kept: the next run tries the factory again.
+else than an instance of the class, is a ConfigurationError naming the workflow. A raise may
+pass (a model server briefly down), so it is retryable, unless what the factory raised is a
+Baton error that is not: on a worker, the step that needed the workflow fails under its retry
+policy (asked about the factory's own exception), and without a retry the run fails with the
+ConfigurationError; in-process, a child run's parent step gets it, under its own policy. A
+wrong type is never retried. A failure is not kept: the next attempt calls the factory again.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar, cast, overload
 
-from workflows.errors import ConfigurationError, WorkflowDefinitionError
+from workflows.errors import BatonError, ConfigurationError, WorkflowDefinitionError
 
 if TYPE_CHECKING:
     from workflows.workflow import Workflow
@@ -84,7 +88,10 @@ def _build(workflow: type[Workflow], factory: Callable[[], Workflow]) -> Workflo
     try:
         instance = factory()
     except Exception as exc:
-        raise ConfigurationError(f"{culprit} raised {type(exc).__name__}: {exc}") from exc
+        error = ConfigurationError(f"{culprit} raised {type(exc).__name__}: {exc}")
+        # what it raised may pass (a model server briefly down): a step retry policy may retry
+        error.retryable = not isinstance(exc, BatonError) or exc.retryable
+        raise error from exc
     if not isinstance(instance, workflow):
         raise ConfigurationError(
             f"{culprit} returned {type(instance).__name__}, not a {workflow.__name__}"

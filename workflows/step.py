@@ -110,10 +110,12 @@ def step(
     any object with LlamaIndex's ``next(elapsed_time, attempts, error)``; anything else fails
     here, when the class is defined, not in the middle of a run.
 
-    A free function (no ``self``) is a step of ``workflow``, attached to that class only (not
-    to its subclasses, as in LlamaIndex). An event is routed to a step only when its type is
-    exactly one the step takes, unless ``accept_event_subclasses``. ``skip_graph_checks``
-    turns off the ``"reachability"`` or ``"dead_end"`` check for this step.
+    A free function is a step of ``workflow``, attached to that class only (not to its
+    subclasses, as in LlamaIndex). A function that takes ``self`` first may instead be assigned
+    into a workflow's class body (``go = step(shared)``): it is that class's method step, like
+    one defined there (LlamaIndex refuses this form). An event is routed to a step only when
+    its type is exactly one the step takes, unless ``accept_event_subclasses``.
+    ``skip_graph_checks`` turns off the ``"reachability"`` or ``"dead_end"`` check for this step.
     """
     policy = retry if retry is not None else retry_policy
 
@@ -125,21 +127,37 @@ def step(
             queue, checked, timeout, num_workers, accept_event_subclasses, skipped
         )
         f.__baton_step__ = options  # type: ignore[attr-defined]
-        if not _is_method(f):
-            if workflow is None:
-                raise WorkflowDefinitionError(
-                    f"{name}: a free function step needs @step(workflow=SomeWorkflow)"
-                )
+        if _defined_in_class(f):
+            return f  # a method: its class collects it (``workflow=`` is ignored, as in LlamaIndex)
+        if workflow is not None:
             workflow.add_step(f)
+        elif not _takes_self(f):
+            raise WorkflowDefinitionError(
+                f"{name}: a free function step needs @step(workflow=SomeWorkflow) (or, to "
+                "assign it into a workflow's class body, a first parameter named self)"
+            )
         return f
 
     return mark(fn) if fn is not None else mark
 
 
-def _is_method(fn: Callable[..., Any]) -> bool:
+def _defined_in_class(fn: Callable[..., Any]) -> bool:
     """Defined in a class body (``Flow.go``, ``test.<locals>.Flow.go``), not a free function."""
     parts = fn.__qualname__.split(".")
     return len(parts) > 1 and parts[-2] != "<locals>"
+
+
+def _takes_self(fn: Callable[..., Any]) -> bool:
+    """A function defined elsewhere and assigned into a class body (``go = step(shared)``) is
+    a method all the same: it takes ``self`` first. Without ``self`` it is a free function."""
+    return next(iter(_parameters(fn)), None) == "self"
+
+
+def _parameters(fn: Callable[..., Any]) -> list[str]:
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # no signature to read: build_spec reports the step
+        return []
 
 
 def _graph_checks(step_name: str, names: Iterable[str] | None) -> frozenset[GraphCheck]:

@@ -17,9 +17,10 @@ TOOL_TASK_PREFIX = "tool."
 class StepArgs:
     """A step task's arguments. ``payload``: the event's envelope, or a list of them (a batch
     for a step taking ``list[E]``). ``first_started``: when the invocation's first attempt
-    began (wall-clock seconds), sent with retries and resumes so a retry policy is told the
-    real elapsed time. Wire: ``[run_id, inv_id, payload, attempt]``, plus ``first_started``
-    when it is set (a message from an older Baton has four elements and is read as None)."""
+    began (wall-clock seconds), sent with retries and the resumes of a retried step so a retry
+    policy is told the real elapsed time. Wire: ``[run_id, inv_id, payload, attempt]``, plus
+    ``first_started`` only when it is set: a first attempt's messages (resumes included) keep
+    the four elements a worker older than the field takes. Both forms are read (four: None)."""
 
     run_id: str
     inv_id: str

@@ -8,10 +8,20 @@ import os
 from collections import Counter
 from typing import Any
 
-from workflows import Context, Event, StartEvent, StopEvent, Workflow, register_factory, step
+from workflows import (
+    Context,
+    Event,
+    Retry,
+    StartEvent,
+    StopEvent,
+    Workflow,
+    register_factory,
+    step,
+)
 
 QUEUE = "factories"
 BUILDS: Counter[str] = Counter()  # factory calls in this process, per workflow
+FLAKY_CALLS: Counter[str] = Counter()  # calls of the factories that fail at first
 
 
 class EchoLlm:
@@ -87,6 +97,34 @@ class FactoryBroken(Workflow):
         return StopEvent(result="unreachable")
 
 
+class FactoryFlaky(Workflow):
+    """Its factory fails twice (a model server briefly down); its step retries."""
+
+    queue = QUEUE
+
+    def __init__(self, llm: EchoLlm, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.llm = llm
+
+    @step(retry=Retry(max_attempts=3))
+    async def answer(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        return StopEvent(result={"text": self.llm.complete("up"), "attempt": ctx.attempt})
+
+
+class FactoryDown(Workflow):
+    """Its factory always fails; its step retries once, then the run fails."""
+
+    queue = QUEUE
+
+    def __init__(self, llm: EchoLlm, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.llm = llm
+
+    @step(retry=Retry(max_attempts=2))
+    async def never(self, ev: StartEvent) -> StopEvent:
+        return StopEvent(result="unreachable")
+
+
 @register_factory(FactorySummary)
 def build_summary() -> FactorySummary:
     BUILDS["FactorySummary"] += 1
@@ -102,3 +140,17 @@ def build_shout() -> FactoryShout:
 @register_factory(FactoryBroken)
 def build_broken() -> FactoryBroken:
     raise RuntimeError("no credentials for the LLM")
+
+
+@register_factory(FactoryFlaky)
+def build_flaky() -> FactoryFlaky:
+    FLAKY_CALLS["FactoryFlaky"] += 1
+    if FLAKY_CALLS["FactoryFlaky"] <= 2:
+        raise ConnectionError(f"model server down (call {FLAKY_CALLS['FactoryFlaky']})")
+    return FactoryFlaky(llm=EchoLlm("back"))
+
+
+@register_factory(FactoryDown)
+def build_down() -> FactoryDown:
+    FLAKY_CALLS["FactoryDown"] += 1
+    raise ConnectionError(f"model server down (call {FLAKY_CALLS['FactoryDown']})")

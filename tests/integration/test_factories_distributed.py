@@ -1,6 +1,7 @@
 """A workflow whose ``__init__`` needs arguments runs distributed through the factory registered
 next to it: each worker process builds it once and reuses it; a factory that fails on the worker
-fails the run at once with a ConfigurationError, never a hang nor a retry storm."""
+fails its step, retried under the step's retry policy, and without one fails the run at once
+with a ConfigurationError, never a hang nor a retry storm."""
 
 from __future__ import annotations
 
@@ -70,3 +71,30 @@ def test_a_factory_that_raises_on_the_worker_fails_the_run_with_a_configuration_
     )
     assert handle.status() == "failed"
     assert [e["kind"] for e in handle.timeline()] == ["event", "failed"]  # no retries
+
+
+def test_a_factory_failure_is_retried_under_the_steps_retry_policy(
+    factory_client: Client,
+) -> None:
+    handle = factory_client.submit("FactoryFlaky")
+    assert handle.result(timeout=60) == {"text": "back: up", "attempt": 3}
+    timeline = handle.timeline()
+    assert [e["kind"] for e in timeline] == ["event", "retry", "retry", "stop"]
+    first_retry = timeline[1]["data"]
+    assert first_retry["attempt"] == 2 and first_retry["error"]["message"] == (
+        "workflow FactoryFlaky: its factory build_flaky raised ConnectionError: "
+        "model server down (call 1)"
+    )
+
+
+def test_a_factory_that_keeps_failing_fails_the_run_once_the_retries_are_spent(
+    factory_client: Client,
+) -> None:
+    handle = factory_client.submit("FactoryDown")
+    with pytest.raises(ConfigurationError) as info:
+        handle.result(timeout=60)
+    assert str(info.value) == (
+        "workflow FactoryDown: its factory build_down raised ConnectionError: "
+        "model server down (call 2)"
+    )
+    assert [e["kind"] for e in handle.timeline()] == ["event", "retry", "failed"]

@@ -23,8 +23,22 @@ from tasks.step_task import StepTask
 from tasks.tool_task import run_tool
 from tests.harness import RedisServer
 from tests.integration.flows import Numbers
+from workflows import Context, Retry, StopEvent, Workflow, step
 
 pytestmark = pytest.mark.integration
+
+
+class ParkRetryPark(Workflow):
+    """Parks on a call, fails after it, and parks again on its retry."""
+
+    queue = "itest"
+
+    @step(retry=Retry(max_attempts=2))
+    async def go(self, ctx: Context, ev: Numbers) -> StopEvent:
+        total = await ctx.call_tool("it_add", a=ev.a, b=ev.b)
+        if ctx.attempt == 1:
+            raise ConnectionError("failed after its call")
+        return StopEvent(result=await ctx.call_tool("it_add", a=total, b=total))
 
 
 @pytest.fixture
@@ -159,3 +173,28 @@ def test_the_last_answer_resumes_a_step_parked_by_an_older_baton(rt: Runtime) ->
     name, _ = run_step(rt)  # the resume was sent all the same
     assert name == "AddTwice.first"
     assert rt.redis.hexists(k.done(run_id), first.inv_id)
+
+
+def test_only_a_retried_steps_messages_carry_the_first_start_an_older_worker_cannot_take(
+    rt: Runtime,
+) -> None:
+    run_id = uuid.uuid4().hex
+    runs.create_run(rt, "ParkRetryPark", run_id, Numbers(a=1, b=2))
+    sent: list[tuple[int, int]] = []  # (attempt, number of task arguments), per step message
+    starts: list[float] = []
+
+    def next_step() -> None:
+        _, args, task_id = pop(rt, "itest")
+        sent.append((args[3], len(args)))
+        starts.extend(args[4:])
+        StepTask(rt, "ParkRetryPark", "go", StepArgs.from_wire(args), task_id).run()
+
+    next_step()  # parks on its call
+    run_tool_message(rt)
+    next_step()  # the resume of the first attempt: fails, and is retried
+    next_step()  # the retry parks on its second call
+    run_tool_message(rt)
+    next_step()  # the retry's resume finishes the run
+    assert sent == [(1, 4), (1, 4), (2, 5), (2, 5)]
+    assert starts[0] == starts[1]  # the retry's resume goes on timing from the same start
+    assert rt.redis.hget(rt.keys.run(run_id), "status") == RunStatus.COMPLETED

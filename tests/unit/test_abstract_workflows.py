@@ -201,6 +201,47 @@ def test_a_free_function_step_needs_a_workflow() -> None:
             return StopEvent()
 
 
+async def shared_release(self: Workflow, ev: Drafted) -> StopEvent:
+    """A module-level function meant for class bodies: it takes self."""
+    return StopEvent(result=f"{type(self).__name__} released {ev.text}")
+
+
+@step
+async def shared_draft(self: Workflow, ev: StartEvent) -> Drafted:
+    return Drafted(text=str(ev.get("topic")))
+
+
+def test_a_function_assigned_into_a_class_body_is_a_method_step_of_each_class() -> None:
+    with scratch_registry():
+
+        class Press(Workflow):
+            draft = shared_draft  # decorated where it was defined
+            release = step(shared_release)  # decorated in the class body
+
+        class Gazette(Workflow):
+            draft = shared_draft
+            release = step(shared_release)
+
+    assert not any(s.free for s in Press.spec.steps.values())
+    assert set(Press.spec.steps) == set(Gazette.spec.steps) == {"draft", "release"}
+    assert run_sync(Press(), topic="owls") == "Press released owls"
+    assert run_sync(Gazette(), topic="bats") == "Gazette released bats"
+
+
+def test_a_free_function_step_may_not_take_self() -> None:
+    with pytest.raises(WorkflowValidationError) as info:
+
+        @step(workflow=Newsroom)
+        async def proofread(self: Workflow, ev: Published) -> StopEvent:
+            return StopEvent()
+
+    assert info.value.problems == [
+        "Newsroom.proofread: a free function step is called without an instance, so it cannot "
+        "take self (define it in the class body, or assign it there, instead)"
+    ]
+    assert "proofread" not in Newsroom.spec.steps
+
+
 def test_an_attached_step_may_not_reuse_a_step_name() -> None:
     with pytest.raises(WorkflowDefinitionError, match="Newsroom already has a step named 'draft'"):
 

@@ -12,6 +12,7 @@ import pytest
 from workflows import (
     ConfigurationError,
     Context,
+    Retry,
     StartEvent,
     StepFailedError,
     StopEvent,
@@ -160,7 +161,21 @@ def test_a_factory_that_raises_is_a_configuration_error_naming_the_workflow_and_
         "workflow FacFlaky: its factory test_a_factory_that_raises_is_a_configuration_error_naming"
         "_the_workflow_and_the_cause.<locals>.build raised RuntimeError: no API key"
     )
+    assert info.value.retryable  # what raised may pass: a step retry policy may retry it
     assert workflow_instance(FacFlaky).greeting == "hi"  # a failure is not kept: tried again
+
+
+def test_a_factory_raising_a_baton_error_that_is_not_retryable_is_not_retryable() -> None:
+    class FacFatal(FacGreeter):
+        pass
+
+    def build() -> FacFatal:
+        raise ConfigurationError("LLM_URL is not a URL")
+
+    register_factory(FacFatal, build)
+    with pytest.raises(ConfigurationError, match="raised ConfigurationError: LLM_URL") as info:
+        workflow_instance(FacFatal)
+    assert not info.value.retryable
 
 
 def test_a_factory_that_returns_something_else_is_a_configuration_error() -> None:
@@ -168,8 +183,9 @@ def test_a_factory_that_returns_something_else_is_a_configuration_error() -> Non
         pass
 
     register_factory(FacWrong, lambda: FacGreeter(greeting="hi"))  # type: ignore[arg-type, return-value]
-    with pytest.raises(ConfigurationError, match="returned FacGreeter, not a FacWrong"):
+    with pytest.raises(ConfigurationError, match="returned FacGreeter, not a FacWrong") as info:
         workflow_instance(FacWrong)
+    assert not info.value.retryable  # another try builds the same wrong thing
 
 
 def test_what_could_never_build_the_workflow_is_refused_at_registration() -> None:
@@ -226,6 +242,29 @@ def test_a_child_whose_factory_raises_fails_the_parents_step_saying_why() -> Non
         in message
     )
     assert "raised KeyError: 'LLM_URL'" in message
+
+
+def test_a_child_whose_factory_raises_is_retried_under_the_parents_step_policy() -> None:
+    class FacRecovering(FacGreeter):
+        pass
+
+    calls: list[int] = []
+
+    def build() -> FacRecovering:
+        calls.append(len(calls) + 1)
+        if len(calls) == 1:
+            raise ConnectionError("model server down")
+        return FacRecovering(greeting="back")
+
+    register_factory(FacRecovering, build)
+
+    class FacPatient(Workflow):
+        @step(retry=Retry(max_attempts=2))
+        async def go(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=await ctx.run_workflow(FacRecovering, name="child"))
+
+    assert run_within(FacPatient()) == "back, child"
+    assert calls == [1, 2]
 
 
 def test_an_instance_built_by_hand_still_runs_in_process_as_usual() -> None:

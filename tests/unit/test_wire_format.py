@@ -24,6 +24,7 @@ from tasks.protocol import (
     StepArgs,
     ToolArgs,
     WaiterRecord,
+    compact,
     dump_messages,
     journal_fields,
     log_fields,
@@ -101,6 +102,23 @@ def test_step_and_tool_messages_store_as_positional_lists_with_their_countdown()
     assert Message.from_json(tool.to_json()) == tool
     assert parse_messages(dump_messages([step, tool])) == [step, tool]
     assert tool.run_id == "r1" and isinstance(Message.from_json(tool.to_json()).args, ToolArgs)
+
+
+def test_step_args_carry_the_first_start_as_a_fifth_element_only_when_it_is_set() -> None:
+    # a first attempt and its resumes: the four elements a worker older than the field takes
+    first = StepArgs("r1", "i1", ENVELOPE, 1)
+    assert first.wire() == ["r1", "i1", ENVELOPE, 1]
+    # a retry (and the resumes of a retried step): the first attempt's wall-clock start
+    retry = StepArgs("r1", "i1", ENVELOPE, 2, 1700000000.25)
+    assert compact(retry.wire()) == (
+        '["r1","i1",{"type":"WireProbe","data":{"n":1}},2,1700000000.25]'
+    )
+    assert StepArgs.from_wire(first.wire()) == first
+    assert StepArgs.from_wire(retry.wire()) == retry
+    # a 4-element retry, from a Baton before the field: its start is unknown
+    assert StepArgs.from_wire(["r1", "i1", ENVELOPE, 3]).first_started is None
+    with pytest.raises(PayloadError):
+        Message.parse(["Flow.go", [*retry.wire(), "extra"], "baton", "t1", None, None, None])
 
 
 def test_a_malformed_message_is_a_payload_error() -> None:

@@ -11,6 +11,7 @@ when the step accepts subclasses (``StepSpec.accepts_type``); the checks use the
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -71,8 +72,16 @@ def collect_steps(workflow: str, namespace: dict[str, Any]) -> dict[str, StepSpe
 
 
 def free_step(workflow: str, fn: Callable[..., Any], options: StepOptions) -> StepSpec:
-    """A free function attached with ``@step(workflow=...)``: called without an instance."""
-    return replace(build_spec(workflow, fn.__name__, fn, options), free=True)
+    """A free function attached with ``@step(workflow=...)``: called without an instance, so
+    a ``self`` parameter could never be given (a method is defined in, or assigned into, the
+    class body instead)."""
+    spec = replace(build_spec(workflow, fn.__name__, fn, options), free=True)
+    if "self" in inspect.signature(fn).parameters:
+        spec.problems.append(
+            f"{spec.qualname}: a free function step is called without an instance, so it "
+            "cannot take self (define it in the class body, or assign it there, instead)"
+        )
+    return spec
 
 
 def signature_problems(steps: Iterable[StepSpec]) -> list[str]:
