@@ -138,25 +138,12 @@ class wait_exponential_jitter(_Wait):
         return min(base + _rng(seed).uniform(0, self.jitter), self.max)
 
 
-class wait_random_exponential(_Wait):
+class wait_random_exponential(wait_exponential):
     """Full jitter: a uniform draw between ``min`` and what :class:`wait_exponential` with the
     same arguments would wait."""
 
-    def __init__(
-        self,
-        multiplier: int | float = 1.0,
-        exp_base: int | float = 2.0,
-        max: time_unit_type = 60.0,
-        min: time_unit_type = 0.0,
-    ) -> None:
-        self.multiplier = float(multiplier)
-        self.exp_base = float(exp_base)
-        self.max = to_seconds(max)
-        self.min = to_seconds(min)
-
     def __call__(self, attempts: int, *, seed: int | None = None) -> float:
-        grown = _exponential(self.multiplier, self.exp_base, attempts)
-        return _rng(seed).uniform(self.min, max(0.0, self.min, min(grown, self.max)))
+        return _rng(seed).uniform(self.min, super().__call__(attempts))
 
 
 def wait_full_jitter(
