@@ -11,11 +11,15 @@
             ...
 
 A factory runs the first time a step needs its resource. By default the value is cached for the
-whole process: every step, run and workflow instance in it shares one (a worker process builds
-it once), or, for a workflow built with ``Workflow(resource_manager=...)``, in that manager.
-``Resource(factory, cache=False)`` builds a value for each step invocation. Nothing crosses the
-wire: every worker process builds its own. A factory that raises fails the step that needed it,
-under the step's retry policy, and runs again next time.
+process and the event loop it was built on: every step, run and workflow instance on that loop
+shares one (a worker process, whose tasks all run on one loop, builds it once), while code on
+another loop (a second ``asyncio.run``, a test, a thread's loop) gets its own, so an async client
+is never used on a loop it is not bound to. ``Workflow(resource_manager=...)`` keeps the cache
+in that manager instead, keyed the same way. ``Resource(factory, cache=False)`` builds a value
+for each step invocation. Nothing crosses the wire: every worker process builds its own. A
+factory that raises fails the step that needed it, under the step's retry policy, and runs
+again next time. The values of a closed loop are dropped when a new loop first builds one,
+so repeated ``asyncio.run`` calls do not pile them up.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
 import typing
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar, cast, overload
 
@@ -65,17 +71,20 @@ class Resource(Generic[T]):
 
 
 class ResourceManager:
-    """Builds resources and keeps the cached ones. One per process is used unless a workflow
-    is given its own (``Workflow(resource_manager=...)``, in-process runs only)."""
+    """Builds resources and keeps the cached ones, for each event loop apart. One per process
+    is used unless a workflow is given its own (``Workflow(resource_manager=...)``)."""
 
     def __init__(self) -> None:
-        self._values: dict[Callable[..., Any], Any] = {}  # by factory: names may collide
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCache] = (
+            weakref.WeakKeyDictionary()
+        )
         self._named: dict[str, Any] = {}
-        self._building: dict[Callable[..., Any], asyncio.Task[Any]] = {}
+        self._lock = threading.Lock()  # the loops of several threads may add themselves
 
     async def set(self, name: str, val: Any) -> None:
         """Use ``val`` for the cached resources whose factory is named ``name`` (its
-        ``__qualname__``): how a test puts a fake in place of the real thing."""
+        ``__qualname__``), on every event loop: how a test puts a fake in place of the real
+        thing."""
         self._named[name] = val
 
     async def get(self, resource: Resource[T]) -> T:
@@ -83,15 +92,22 @@ class ResourceManager:
         return await self._get(resource, {}, ())  # type: ignore[no-any-return]
 
     def get_all(self) -> dict[str, Any]:
-        """The cached values (and those ``set``), by factory name."""
-        return {**{_name(f): v for f, v in self._values.items()}, **self._named}
+        """The values cached for the running event loop (outside one: for every loop still
+        open) and those ``set``, by factory name."""
+        try:
+            loops = [asyncio.get_running_loop()]
+        except RuntimeError:
+            loops = [loop for loop in list(self._loops.keys()) if not loop.is_closed()]
+        caches = [c for c in map(self._loops.get, loops) if c is not None]
+        return {**{_name(f): v for c in caches for f, v in c.values.items()}, **self._named}
 
     def ready(self, params: Params) -> dict[str, Any] | None:
-        """The values for a step's resource parameters when all are cached and built (the
-        common case, answered without awaiting), else None."""
-        if self._named:
+        """The values for a step's resource parameters when all are cached and built for the
+        running loop (the common case, answered without awaiting), else None."""
+        cache = None if self._named else self._loops.get(asyncio.get_running_loop())
+        if cache is None:
             return None
-        values = self._values
+        values = cache.values
         found: dict[str, Any] = {}
         for param, resource in params:
             value = values.get(resource.factory, _MISSING) if resource.cache else _MISSING
@@ -115,32 +131,51 @@ class ResourceManager:
         if resource.cache:
             value = self._named.get(resource.name, _MISSING) if self._named else _MISSING
             if value is _MISSING:
-                value = self._values.get(resource.factory, _MISSING)
-            if value is _MISSING:  # shielded: one step cancelled must not cancel the build
-                value = await asyncio.shield(self._build_once(resource, chain))
+                cache = self._cache()
+                value = cache.values.get(resource.factory, _MISSING)
+                if value is _MISSING:  # shielded: one step cancelled must not cancel the build
+                    value = await asyncio.shield(self._build_once(cache, resource, chain))
             return value
         if resource.factory not in scope:
             scope[resource.factory] = await self._build(resource, scope, chain)
         return scope[resource.factory]
 
-    def _build_once(self, resource: Resource[Any], chain: tuple[Any, ...]) -> asyncio.Task[Any]:
-        """The build of a cached resource: steps needing it at once share one build."""
+    def _cache(self) -> _LoopCache:
+        """The running loop's cache; a new loop first drops the caches of closed ones (their
+        values may hold their loop, so the weak key alone would not let them go)."""
         loop = asyncio.get_running_loop()
-        task = self._building.get(resource.factory)
-        if task is None or task.get_loop() is not loop:
-            task = loop.create_task(self._build_cached(resource, chain))
+        cache = self._loops.get(loop)
+        if cache is None:
+            with self._lock:
+                for ref in self._loops.keyrefs():
+                    old = ref()
+                    if old is not None and old.is_closed():
+                        self._loops.pop(old, None)
+                cache = self._loops.setdefault(loop, _LoopCache())
+        return cache
+
+    def _build_once(
+        self, cache: _LoopCache, resource: Resource[Any], chain: tuple[Any, ...]
+    ) -> asyncio.Task[Any]:
+        """The build of a cached resource: steps needing it at once share one build."""
+        task = cache.building.get(resource.factory)
+        if task is None or task.done():  # done: cancelled before it started, so never removed
+            task = asyncio.get_running_loop().create_task(
+                self._build_cached(cache, resource, chain)
+            )
             task.add_done_callback(_retrieve)
-            self._building[resource.factory] = task
+            cache.building[resource.factory] = task
         return task
 
-    async def _build_cached(self, resource: Resource[Any], chain: tuple[Any, ...]) -> Any:
+    async def _build_cached(
+        self, cache: _LoopCache, resource: Resource[Any], chain: tuple[Any, ...]
+    ) -> Any:
         try:
-            value = await self._build(resource, {}, chain)
-            # another event loop (a thread's) may have built it meanwhile: the first one wins
-            return self._values.setdefault(resource.factory, value)
+            value = cache.values[resource.factory] = await self._build(resource, {}, chain)
+            return value
         finally:
-            if self._building.get(resource.factory) is asyncio.current_task():
-                del self._building[resource.factory]
+            if cache.building.get(resource.factory) is asyncio.current_task():
+                del cache.building[resource.factory]
 
     async def _build(
         self, resource: Resource[Any], scope: dict[Callable[..., Any], Any], chain: tuple[Any, ...]
@@ -149,6 +184,17 @@ class ResourceManager:
         args = {p: await self._get(d, scope, chain) for p, d in resource.dependencies().items()}
         value = resource.factory(**args)
         return await value if inspect.iscoroutine(value) else value
+
+
+class _LoopCache:
+    """What a manager keeps for one event loop: its values by factory (names may collide) and
+    the builds under way. Touched only on that loop's thread."""
+
+    __slots__ = ("building", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[Callable[..., Any], Any] = {}
+        self.building: dict[Callable[..., Any], asyncio.Task[Any]] = {}
 
 
 def _name(factory: Callable[..., Any]) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ from workflows import Context, Event, Retry, StartEvent, StopEvent, Workflow, st
 from workflows.resource import Resource
 
 BUILDS: list[int] = []  # this process's calls of ``client``
+LOOP_BUILDS: list[int] = []  # and of ``loop_client``
 
 
 class Client:
@@ -26,6 +28,22 @@ def client() -> Client:
     """Built once per worker process (cached)."""
     BUILDS.append(1)
     return Client()
+
+
+class LoopClient:
+    """Stands in for an async client (``redis.asyncio``, ``httpx.AsyncClient``): usable only on
+    the event loop it was built on."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.get_running_loop()
+
+
+async def loop_client() -> LoopClient:
+    """Built once per worker process (cached): each runs its tasks on one loop."""
+    LOOP_BUILDS.append(1)
+    await asyncio.sleep(0)
+    return LoopClient()
 
 
 def scratch() -> list[str]:
@@ -58,6 +76,7 @@ class ResClientPerProcess(Workflow):
         self,
         ev: StartEvent,
         api: Annotated[Client, Resource(client)],
+        aio: Annotated[LoopClient, Resource(loop_client)],
         notes: Annotated[list[str], Resource(scratch, cache=False)],
     ) -> Used:
         notes.append("use")
@@ -68,11 +87,19 @@ class ResClientPerProcess(Workflow):
         self,
         ev: Used,
         api: Annotated[Client, Resource(client)],
+        aio: Annotated[LoopClient, Resource(loop_client)],
         notes: Annotated[list[str], Resource(scratch, cache=False)],
     ) -> StopEvent:
         notes.append("done")
-        built_here = api.pid == os.getpid()
-        return StopEvent(result={"builds": len(BUILDS), "built_here": built_here, "notes": notes})
+        return StopEvent(
+            result={
+                "builds": len(BUILDS),
+                "loop_builds": len(LOOP_BUILDS),
+                "built_here": api.pid == aio.pid == os.getpid(),
+                "on_its_loop": aio.loop is asyncio.get_running_loop(),
+                "notes": notes,
+            }
+        )
 
 
 class ResFlakyFactory(Workflow):

@@ -1,9 +1,13 @@
 """Resources (``Annotated[T, Resource(factory)]``), written the way LlamaIndex users write them:
-built by their factory once per process, or per step invocation with ``cache=False``."""
+built by their factory once per process and event loop, or per step invocation with
+``cache=False``."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 import pytest
@@ -31,7 +35,7 @@ class Memory:
         self.lines: list[str] = []
 
 
-# --- built once per process, shared by steps, runs and workflow instances -------------------
+# --- built once per process and loop, shared by steps, runs and workflow instances ----------
 
 SHARED_BUILDS: list[Memory] = []
 
@@ -60,10 +64,84 @@ class ResChat(Workflow):
 
 
 def test_a_resource_is_built_once_and_shared_by_steps_runs_and_workflow_instances() -> None:
-    assert run_sync(ResChat(), text="a") == 2
-    assert run_sync(ResChat(), text="b") == 4
+    async def two_runs() -> list[Any]:  # on one loop, as every run of a worker process is
+        return [await ResChat().run(text="a"), await ResChat().run(text="b")]
+
+    assert asyncio.run(two_runs()) == [2, 4]
     assert len(SHARED_BUILDS) == 1
     assert SHARED_BUILDS[0].lines == ["heard a", "said a", "heard b", "said b"]
+
+
+# --- a cached value never reaches another event loop -----------------------------------------
+
+
+class Mailbox:
+    """Bound to the loop it is built on, as an async client's connections are."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+
+
+MAILBOXES: list[Mailbox] = []
+
+
+async def mailbox() -> Mailbox:
+    MAILBOXES.append(Mailbox())
+    return MAILBOXES[-1]
+
+
+class ResMail(Workflow):
+    @step
+    async def post(self, ev: StartEvent, box: Annotated[Mailbox, Resource(mailbox)]) -> StopEvent:
+        waiter = asyncio.ensure_future(box.queue.get())  # binds the queue to this loop
+        await asyncio.sleep(0)
+        box.queue.put_nowait("hello")
+        return StopEvent(result=[await waiter, box.loop is asyncio.get_running_loop()])
+
+
+def test_each_asyncio_run_gets_a_cached_resource_built_on_its_own_loop() -> None:
+    # a second asyncio.run (a new test, a script) used to get the first loop's value:
+    # "bound to a different event loop", or "Event loop is closed" with a Redis client
+    assert run_sync(ResMail()) == ["hello", True]
+    assert run_sync(ResMail()) == ["hello", True]
+    assert len(MAILBOXES) == 2
+    assert MAILBOXES[0].loop is not MAILBOXES[1].loop
+
+
+def test_the_runs_of_one_loop_still_share_one_build_of_a_loop_bound_resource() -> None:
+    async def three_runs() -> list[Any]:
+        return [await ResMail().run() for _ in range(3)]
+
+    before = len(MAILBOXES)
+    assert asyncio.run(three_runs()) == [["hello", True]] * 3
+    assert len(MAILBOXES) == before + 1
+
+
+def bound() -> Mailbox:
+    return Mailbox()
+
+
+def test_the_values_of_closed_loops_are_released_not_piled_up() -> None:
+    manager = ResourceManager()
+    built = [weakref.ref(asyncio.run(manager.get(Resource(bound)))) for _ in range(5)]
+    gc.collect()
+    # each new loop drops what closed loops built (though each value holds its loop); only
+    # the last loop's, not yet followed by another, is still held
+    assert [ref() is None for ref in built] == [True] * 4 + [False]
+
+
+def test_threads_each_running_a_loop_get_one_value_each() -> None:
+    # as a threads pool's tasks do: each thread runs its own loop
+    manager = ResourceManager()
+
+    async def twice() -> tuple[Mailbox, Mailbox]:
+        return await manager.get(Resource(bound)), await manager.get(Resource(bound))
+
+    with ThreadPoolExecutor(4) as pool:
+        pairs = list(pool.map(lambda _: asyncio.run(twice()), range(4)))
+    assert all(first is again for first, again in pairs)
+    assert len({id(first) for first, _ in pairs}) == 4
 
 
 # --- cache=False: one per step invocation, shared by that invocation's parameters ------------
@@ -243,8 +321,10 @@ class ResBranches(Workflow):
 def test_a_factory_creating_tasks_does_not_shift_the_steps_branch_numbering() -> None:
     # the first run builds the resource, the second finds it cached: both number alike, so a
     # replay of the step maps its journaled answers to the same awaits
-    assert run_sync(ResBranches()) == ["0", "1"]
-    assert run_sync(ResBranches()) == ["0", "1"]
+    async def two_runs() -> list[Any]:
+        return [await ResBranches().run(), await ResBranches().run()]
+
+    assert asyncio.run(two_runs()) == [["0", "1"], ["0", "1"]]
 
 
 # --- Workflow(resource_manager=...) -----------------------------------------------------------
@@ -268,20 +348,33 @@ class ResNotes(Workflow):
 
 def test_a_workflow_given_a_resource_manager_caches_in_it() -> None:
     manager = ResourceManager()
-    assert run_sync(ResNotes(resource_manager=manager)) == 1
-    assert run_sync(ResNotes(resource_manager=manager)) == 2
-    assert run_sync(ResNotes(resource_manager=ResourceManager())) == 1
+
+    async def runs() -> list[Any]:
+        return [
+            await ResNotes(resource_manager=manager).run(),
+            await ResNotes(resource_manager=manager).run(),
+            await ResNotes(resource_manager=ResourceManager()).run(),
+            list(manager.get_all()),
+        ]
+
+    assert asyncio.run(runs()) == [1, 2, 1, ["own_memory"]]
     assert len(OWN_BUILDS) == 2
-    assert list(manager.get_all()) == ["own_memory"]
 
 
-def test_a_value_set_on_the_manager_replaces_the_factory_by_name() -> None:
+def test_a_given_resource_manager_also_builds_afresh_on_another_loop() -> None:
+    manager = ResourceManager()
+    assert run_sync(ResNotes(resource_manager=manager)) == 1
+    assert run_sync(ResNotes(resource_manager=manager)) == 1
+
+
+def test_a_value_set_on_the_manager_replaces_the_factory_by_name_on_every_loop() -> None:
     fake = Memory()
     fake.lines = ["fake", "fake"]
     manager = ResourceManager()
     asyncio.run(manager.set("own_memory", fake))
     assert run_sync(ResNotes(resource_manager=manager)) == 3
-    assert fake.lines == ["fake", "fake", "note"]
+    assert run_sync(ResNotes(resource_manager=manager)) == 4
+    assert fake.lines == ["fake", "fake", "note", "note"]
 
 
 def test_a_manager_resolves_a_resource_directly() -> None:
