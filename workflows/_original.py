@@ -21,7 +21,7 @@ import sys
 import types
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 MAX_DATA_CHARS = 65_536  # past this (as JSON) the attributes are dropped, then args clipped
 CLIPPED_ARGS, CLIPPED_CHARS = 8, 1_000
@@ -72,6 +72,17 @@ def describe(exc: BaseException) -> OriginalException:
     if len(data.model_dump_json()) > MAX_DATA_CHARS:
         data.args = [_clipped(a) for a in data.args[:CLIPPED_ARGS]]
     return data
+
+
+def original_or_none(value: OriginalException | dict[str, Any] | None) -> OriginalException | None:
+    """``value`` as an OriginalException (read from data, as it comes off the wire); None for
+    no value or a malformed one."""
+    if isinstance(value, OriginalException) or value is None:
+        return value
+    try:
+        return OriginalException.model_validate(value)
+    except ValidationError:  # malformed data: the error still comes back, as a plain one
+        return None
 
 
 def attributes(exc: BaseException) -> dict[str, Any]:

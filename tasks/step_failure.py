@@ -1,0 +1,92 @@
+"""What a failed attempt leads to: the step's retry policy (through ``core.react_to_failure``)
+decides between another attempt, the workflow's error handler step, or failing the run.
+
+Kept apart from the step going on (:mod:`tasks.step_outcome`): a failure may also come before
+the step ran (its workflow's factory failed) or from outside it (a hard time limit).
+"""
+
+from __future__ import annotations
+
+from tasks import runs
+from tasks.protocol import CallAddress, LogKind, RetryNote, StepArgs
+from tasks.step_delivery import Delivery, Loaded
+from tasks.step_hop import Hop, finish_message
+from workflows._engine import core
+from workflows._engine.backend import Invocation
+from workflows._engine.executor import Failed
+from workflows.errors import ConfigurationError, ErrorInfo, error_info
+
+
+def failed(
+    d: Delivery,
+    hop: Hop,
+    inv: Invocation,
+    outcome: Failed,
+    loaded: set[str],
+    parent: CallAddress | None,
+) -> None:
+    """The step raised: retry it, hand it to the error handler step, or fail the run."""
+    failure: ErrorInfo | None = None
+    for command in _react(d, inv, outcome.error):
+        if isinstance(command, core.RetryStep):
+            _retry(d, hop, inv, outcome.error, command, loaded)
+        elif isinstance(command, core.Dispatch):
+            hop.messages += d.deliver(command.deliveries)
+            hop.mark_done(inv.id)
+        elif isinstance(command, core.FailRun):
+            failure = command.error
+    hop.commit()
+    if failure is not None:
+        runs.fail_run(d.rt, d.run_id, failure, parent=parent)
+
+
+def cannot_build(d: Delivery, error: ConfigurationError, state: Loaded) -> None:
+    """The workflow's factory failed: a failure of this attempt, retried as the step's
+    policy says of what the factory raised (it may pass: a model server briefly down).
+    Else the run fails with the ConfigurationError naming the workflow (no error handler
+    step: it would need the same instance). The run ends before the message is finished:
+    a crash in between leaves a redelivery that finds the run ended, never a live run."""
+    inv = d.invocation(state)
+    # the policy judges what the factory raised; a wrong type (no cause) is never retried
+    cause = error.__cause__ if isinstance(error.__cause__, Exception) else error
+    retry = next((c for c in _react(d, inv, cause) if isinstance(c, core.RetryStep)), None)
+    if retry is None:
+        info = error.to_info(d.args.attempt)
+        runs.fail_run(d.rt, d.run_id, info, parent=state.parent)
+        finish_message(d)
+        return
+    hop = Hop(d.rt, d.run_id, state.root, d.task_id)
+    _retry(d, hop, inv, error, retry, set(state.journal))
+    hop.commit()
+
+
+def _react(d: Delivery, inv: Invocation, error: BaseException) -> list[core.Command]:
+    return core.react_to_failure(
+        d.cls.spec, d.step, inv.id, inv.event, error, inv.attempt, d.elapsed()
+    )
+
+
+def _retry(
+    d: Delivery,
+    hop: Hop,
+    inv: Invocation,
+    error: BaseException,
+    command: core.RetryStep,
+    loaded: set[str],
+) -> None:
+    """Keep the completed calls, drop the failed ones, and send the next attempt."""
+    inv.forget_errors()
+    errors = [c for c in loaded if c not in inv.journal]
+    if errors:
+        hop.pipe.hdel(d.rt.keys.journal(d.run_id, inv.id), *errors)
+    hop.persist(inv, loaded)
+    args = StepArgs(d.run_id, inv.id, d.args.payload, command.attempt, d.first_started)
+    retry = d.rt.placement.step_message(d.cls.name, d.step.name, args)
+    hop.messages.append(retry.delayed(command.delay or None))
+    note = RetryNote(
+        what="step",
+        name=d.step.qualname,
+        attempt=command.attempt,
+        error=error_info(error, inv.attempt),
+    )
+    hop.log(LogKind.RETRY, note.model_dump_json())
