@@ -162,7 +162,7 @@ class Catcher(Workflow):
         return StopEvent(result=None)
 
 
-class LetsToolFail(Workflow):
+class LetsInlineToolFail(Workflow):
     """Does not catch its tool's KeyError."""
 
     @step
@@ -385,14 +385,16 @@ def test_a_timeout_error_the_tool_raises_itself_is_its_exception_not_a_tool_time
 @in_loop
 async def test_except_key_error_around_run_catches_a_tools_key_error_the_step_let_through() -> None:
     try:
-        await LetsToolFail().run(order_id="Z999")
+        await LetsInlineToolFail().run(order_id="Z999")
     except KeyError as exc:
         err: BaseException = exc
     else:
         raise AssertionError("no KeyError")
     assert isinstance(err, StepFailedError) and err.args == ("Z999",)
-    assert (err.step, err.cause_type) == ("LetsToolFail.answer", "ToolError")
-    assert err.message == "step LetsToolFail.answer failed after 1 attempt(s): ToolError: 'Z999'"
+    assert (err.step, err.cause_type) == ("LetsInlineToolFail.answer", "ToolError")
+    assert (
+        err.message == "step LetsInlineToolFail.answer failed after 1 attempt(s): ToolError: 'Z999'"
+    )
     assert err.__notes__ == ["raised by tool tox_lookup", err.message]
     cause = err.__cause__
     assert isinstance(cause, ToolError) and isinstance(cause, KeyError)
@@ -401,7 +403,7 @@ async def test_except_key_error_around_run_catches_a_tools_key_error_the_step_le
 
 def test_a_client_rebuilds_that_run_error_as_a_key_error_from_data() -> None:
     with pytest.raises(StepFailedError) as info:
-        run_sync(LetsToolFail(), order_id="Z999")
+        run_sync(LetsInlineToolFail(), order_id="Z999")
     err = error_from_info(info.value.to_info())  # what a client does with the run's error data
     assert isinstance(err, StepFailedError) and isinstance(err, KeyError)
     assert err.args == ("Z999",) and err.cause_type == "ToolError"
