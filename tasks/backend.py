@@ -14,18 +14,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from pydantic import BaseModel
-
 from tasks.runtime import Runtime
 from workflows._engine import core
 from workflows._engine.backend import MISSING, Invocation, StoreEdit, call_tool_inline
 from workflows._engine.inprocess import run_child_inline
 from workflows._engine.records import ChildCall, Effect, JournalEntry, ToolCall, WaitCall
 from workflows.codec import arguments_data, decode_event, dumps, encode_event, to_jsonable
+from workflows.context import state_type_of
 from workflows.errors import RunError
 from workflows.events import Event
 from workflows.step import Mode
 from workflows.tools import ToolSpec
+from workflows.workflow import Workflow
 
 STATE_LOCK_SECONDS = 60.0  # how long an edit_state block may hold the run's state lock
 
@@ -38,12 +38,13 @@ class RedisBackend:
         rt: Runtime,
         run_id: str,
         root: str,
-        state_type: type[BaseModel] | None = None,
+        workflow: type[Workflow],
     ) -> None:
         self.rt = rt
         self.run_id = run_id
         self.root = root
-        self.state_type = state_type
+        self.spec = workflow.spec
+        self.state_type = state_type_of(workflow)
         self.effects: list[Effect] = []
 
     async def call_tool(

@@ -23,7 +23,7 @@ from tasks.step_failure import cannot_build, failed
 from tasks.step_hop import Hop, finish_message, load
 from tasks.step_outcome import completed, effects_hop, suspended
 from workflows._engine.executor import Completed, Failed, Suspended, execute
-from workflows.context import Context, state_type_of
+from workflows.context import Context
 from workflows.errors import ConfigurationError, WorkflowTimeoutError
 from workflows.factories import workflow_instance
 from workflows.workflow import require_workflow
@@ -51,7 +51,7 @@ class StepTask:
             return
         inv = d.invocation(state)
         loaded = set(state.journal)
-        backend = RedisBackend(d.rt, d.run_id, state.root, state_type_of(d.cls))
+        backend = RedisBackend(d.rt, d.run_id, state.root, d.cls)
         outcome = d.rt.run(execute(workflow, d.step, Context(backend, inv), inv))
         hop = effects_hop(d, backend, inv)
         if isinstance(outcome, Completed):

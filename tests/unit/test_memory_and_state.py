@@ -31,6 +31,7 @@ from workflows import (
     InputRequiredEvent,
     InvalidInputError,
     StartEvent,
+    StepFailedError,
     StopEvent,
     Workflow,
     step,
@@ -405,3 +406,29 @@ async def _until(check: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.001)
     raise AssertionError("condition not met")
+
+
+class Nudge(Event):
+    pass
+
+
+@in_loop
+async def test_a_step_sending_to_a_step_that_is_missing_or_does_not_take_the_event_fails() -> None:
+    class Targets(Workflow):
+        @step
+        async def go(self, ctx: Context, ev: StartEvent) -> Nudge | StopEvent:
+            ctx.send_event(Nudge(), step=str(ev.get("target")))
+            return StopEvent(result="sent")
+
+        @step
+        async def takes(self, ev: Nudge) -> None:
+            return None
+
+    assert await Targets().run(target="takes") == "sent"
+    for target, cause in (
+        ("nope", "WorkflowStepDoesNotExistError"),
+        ("go", "WorkflowRuntimeError"),
+    ):
+        with pytest.raises(StepFailedError) as caught:
+            await Targets().run(target=target)
+        assert caught.value.cause_type == cause

@@ -22,6 +22,7 @@ from workflows.tools import tool_error_from_info
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from workflows._engine.graph import WorkflowSpec
     from workflows.step import Mode
     from workflows.tools import ToolSpec
 
@@ -83,6 +84,7 @@ class StepBackend(Protocol):
 
     run_id: str
     state_type: type[BaseModel] | None
+    spec: WorkflowSpec
 
     async def call_tool(
         self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]

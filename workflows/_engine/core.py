@@ -18,6 +18,8 @@ from workflows.errors import (
     BatonError,
     ErrorInfo,
     StepFailedError,
+    WorkflowRuntimeError,
+    WorkflowStepDoesNotExistError,
     WorkflowTimeoutError,
     original_of,
     type_name,
@@ -110,6 +112,17 @@ def route(
     for name, items in batches.items():
         out.append(Delivery(name, items, child_id(parent_inv, f"b{name}")))
     return out
+
+
+def check_target(spec: WorkflowSpec, step: str, event_type: type[Event]) -> None:
+    """An event sent to one ``step`` (``send_event(ev, step=...)``): the step must exist and
+    take the event, else the sender learns it now (as in LlamaIndex), not never."""
+    if step not in spec.steps:
+        raise WorkflowStepDoesNotExistError(f"Step {step} does not exist")
+    if all(s.name != step for s in spec.steps_for(event_type)):
+        raise WorkflowRuntimeError(
+            f"Step {step} does not accept event of type {event_type.__name__}"
+        )
 
 
 def react_to_output(spec: WorkflowSpec, inv_id: str, emitted: Emitted) -> list[Command]:

@@ -34,8 +34,6 @@ from workflows.errors import (
     ErrorInfo,
     RunCancelledError,
     RunError,
-    WorkflowRuntimeError,
-    WorkflowStepDoesNotExistError,
     error_from_info,
 )
 from workflows.events import Event, InputRequiredEvent, StopEvent
@@ -226,7 +224,7 @@ class InProcessRun:
         """An event sent from outside: answer a waiting step, or route it to accepting steps.
         A ``step`` the workflow lacks, or that does not take the event, is an error at once."""
         if step is not None and step not in self.spec.steps:
-            raise WorkflowStepDoesNotExistError(f"Step {step} does not exist")
+            core.check_target(self.spec, step, type(event))  # raises: no such step
         for waiter in list(self.waiters):
             if waiter.matches(event):
                 self.waiters.remove(waiter)
@@ -234,10 +232,8 @@ class InProcessRun:
                 waiter.run.log.append(event)
                 waiter.run.schedule(waiter.inv)
                 return
-        if step is not None and all(s.name != step for s in self.spec.steps_for(type(event))):
-            raise WorkflowRuntimeError(
-                f"Step {step} does not accept event of type {type(event).__name__}"
-            )
+        if step is not None:
+            core.check_target(self.spec, step, type(event))
         self.log.append(event)
         parent = f"ext-{uuid.uuid4().hex}"
         self.dispatch(core.route(self.spec, parent, [(event, step)], batch=False))

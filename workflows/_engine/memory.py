@@ -29,6 +29,7 @@ class MemoryBackend:
         self.run = run
         self.run_id = run.run_id
         self.state_type = run.state.state_type
+        self.spec = run.spec
 
     async def call_tool(
         self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]

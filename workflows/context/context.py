@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from workflows._engine.backend import Invocation, StepBackend
-from workflows._engine.core import arrange
+from workflows._engine.core import arrange, check_target
 from workflows._engine.executor import branch_path
 from workflows._engine.records import Effect, EffectKind
 from workflows.codec import class_path, decode_event, from_data
@@ -179,6 +179,8 @@ class Context(Generic[S]):
                 raise RuntimeError("this Context has not been given to a run yet")
             self._run.deliver(event, step)
             return
+        if step is not None:
+            check_target(self._step_backend.spec, step, type(event))
         self._effect(EffectKind.SEND, event, step)
 
     def write_event_to_stream(self, event: Event) -> None:
