@@ -106,8 +106,12 @@ return answer
 EDIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local n = tonumber(ARGV[5])
-if n > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 6, 5 + n)) end
-if #ARGV > 5 + n then redis.call('HSET', KEYS[2], unpack(ARGV, 6 + n)) end
+for i = 6, 5 + n, 500 do  -- in chunks: unpack has a limit of a few thousand values
+  redis.call('HDEL', KEYS[2], unpack(ARGV, i, math.min(i + 499, 5 + n)))
+end
+for i = 6 + n, #ARGV, 1000 do
+  redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('DEL', KEYS[1])

@@ -74,11 +74,14 @@ def _retry(
     command: core.RetryStep,
     loaded: set[str],
 ) -> None:
-    """Keep the completed calls, drop the failed ones, and send the next attempt."""
+    """Keep the calls a retry may keep (``Invocation.forget_errors``), drop the others from
+    the stored journal too (fan-in and edit answers are written there by their scripts during
+    the attempt), and send the next attempt."""
+    known = loaded | set(inv.journal)
     inv.forget_errors()
-    errors = [c for c in loaded if c not in inv.journal]
-    if errors:
-        hop.pipe.hdel(d.rt.keys.journal(d.run_id, inv.id), *errors)
+    dropped = [c for c in known if c not in inv.journal]
+    if dropped:
+        hop.pipe.hdel(d.rt.keys.journal(d.run_id, inv.id), *dropped)
     hop.persist(inv, loaded)
     args = StepArgs(d.run_id, inv.id, d.args.payload, command.attempt, d.first_started)
     retry = d.rt.placement.step_message(d.cls.name, d.step.name, args)

@@ -63,6 +63,7 @@ def _typed_fields(cls: type[BaseModel]) -> frozenset[str]:
     had, so they travel through :func:`to_data` (memoized: encoding is on the hot path)."""
     found = _TYPED_FIELDS.get(cls)
     if found is None:
+        _TYPED_FIELDS[cls] = frozenset()  # a model that contains itself: not typed by that
         found = _TYPED_FIELDS[cls] = frozenset(
             name for name, f in cls.model_fields.items() if _mentions_any(f.annotation)
         )
@@ -77,8 +78,11 @@ def _field_names(cls: type[BaseModel]) -> frozenset[str]:
 
 
 def _mentions_any(annotation: Any) -> bool:
+    """``Any`` somewhere in the annotation, or a model whose own fields are typed so."""
     if annotation is Any or annotation is object or annotation is None:
         return annotation is not None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return bool(_typed_fields(annotation))
     return any(_mentions_any(arg) for arg in get_args(annotation))
 
 
@@ -218,8 +222,9 @@ def _model_data(model: BaseModel) -> Any:
     extra = model.model_extra
     try:
         if not typed and not extra:
-            return model.model_dump(mode="json")
-        data = model.model_dump(mode="json", exclude=set(typed) | set(extra or ()))
+            return model.model_dump(mode="json", exclude_computed_fields=True)
+        skip = set(typed) | set(extra or ())
+        data = model.model_dump(mode="json", exclude=skip, exclude_computed_fields=True)
     except PydanticSerializationError as exc:
         raise PayloadError(f"a {cls.__name__} cannot be stored: {exc}") from exc
     for name in typed:

@@ -27,7 +27,7 @@ from app.client import RunHandle
 from tasks import queries
 from tasks.protocol import END_KINDS, LogEntry, RunStatus
 from tasks.runtime import Runtime
-from workflows.codec import decode_event, loads
+from workflows.codec import decode_event, from_data, loads
 from workflows.errors import InvalidInputError, RunError, type_name
 from workflows.events import StartEvent
 from workflows.workflow import require_workflow
@@ -98,7 +98,8 @@ def status(run_id: RunId) -> None:
     if record.error:
         grid.add_row("error", escape(f"{record.error.type}: {record.error.message}"))
     if record.status is RunStatus.COMPLETED and record.result is not None:
-        grid.add_row("result", escape(record.result))
+        shown = to_jsonable_python(from_data(loads(record.result)), fallback=repr)
+        grid.add_row("result", escape(json.dumps(shown)))  # as ``submit --wait`` prints it
     out.print(grid)
 
 

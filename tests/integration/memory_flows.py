@@ -122,3 +122,20 @@ class EditThenCall(Workflow):
             mine = state.n
         echoed = await ctx.call_tool("mf_echo", text=str(mine))
         return StopEvent(result={"mine": mine, "echoed": echoed, "n": await ctx.store.get("n")})
+
+
+class WideEdit(Workflow):
+    """One edit_state block that writes, then one that removes, thousands of keys."""
+
+    @step
+    async def go(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        width = int(ev.get("width", 10))
+        async with ctx.store.edit_state() as state:
+            for i in range(width):
+                state[f"k{i}"] = i
+        written = len((await ctx.store.get_state()).model_extra or {})
+        async with ctx.store.edit_state() as state:
+            for i in range(width - 1):
+                del state[f"k{i}"]
+        left = (await ctx.store.get_state()).model_extra or {}
+        return StopEvent(result={"written": written, "left": left})

@@ -18,6 +18,7 @@ from tests.integration.memory_flows import (
     EditThenCall,
     Reply,
     ToolObjects,
+    WideEdit,
 )
 from workflows import Context, InvalidInputError
 
@@ -99,3 +100,8 @@ def test_a_step_replayed_after_its_tool_call_edits_from_the_data_it_first_saw(
     client: Client, workers: Worker
 ) -> None:
     assert client.submit(EditThenCall).result(timeout=30) == {"mine": 1, "echoed": "1", "n": 1}
+
+
+def test_an_edit_of_thousands_of_keys_commits_whole(client: Client, workers: Worker) -> None:
+    result = client.submit(WideEdit, width=6000).result(timeout=60)
+    assert result == {"written": 6000, "left": {"k5999": 5999}}

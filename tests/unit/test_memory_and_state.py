@@ -432,3 +432,50 @@ async def test_a_step_sending_to_a_step_that_is_missing_or_does_not_take_the_eve
         with pytest.raises(StepFailedError) as caught:
             await Targets().run(target=target)
         assert caught.value.cause_type == cause
+
+
+@in_loop
+async def test_a_restored_paused_run_asks_again_on_its_stream_and_keeps_store_edits() -> None:
+    handler = Asker().run()
+    async for event in handler.stream_events():
+        if isinstance(event, Question):
+            saved = handler.ctx.to_dict()
+            break
+    await handler.cancel_run()
+    restored = Context.from_dict(Asker(), saved)
+    await restored.store.set("asked", "edited after restore")
+    handler = Asker(timeout=10).run(ctx=restored)
+    async for event in handler.stream_events():  # the usual loop, on the new handler
+        if isinstance(event, Question):
+            handler.ctx.send_event(Answer(response="Bob"))
+    assert await handler == "hello Bob, asked=edited after restore"
+
+
+class PairAsk(Workflow):
+    @step
+    async def both(self, ctx: Context, ev: StartEvent) -> Fork:
+        await asyncio.gather(
+            ctx.wait_for_event(Answer, requirements={"response": "a"}),
+            ctx.wait_for_event(Answer, requirements={"response": "b"}),
+        )
+        return Fork()
+
+    @step
+    async def after(self, ctx: Context, ev: Fork) -> StopEvent:
+        answer = await ctx.wait_for_event(Answer, requirements={"response": "c"})
+        return StopEvent(result=answer.response)
+
+
+@in_loop
+async def test_a_step_replayed_between_two_answers_waits_once_for_the_other() -> None:
+    handler = PairAsk(timeout=10).run()
+    for response in ("a", "b", "c"):
+        await _until(
+            lambda r=response: any(  # type: ignore[misc]
+                w.requirements.get("response") == r for w in handler.run.waiters
+            )
+        )
+        waits = [(w.inv.id, w.call_id) for w in handler.run.waiters]
+        assert len(set(waits)) == len(waits)  # never a second waiter for the same wait
+        handler.ctx.send_event(Answer(response=response))
+    assert await handler == "c"

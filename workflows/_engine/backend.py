@@ -64,9 +64,39 @@ class Invocation:
     # in-process: tool errors as raised (a class the data cannot name included), for a replay
     raised: dict[str, ToolError] = field(default_factory=dict)
 
+    # call ids of this execution's store reads: a retry reads the store afresh; and of its
+    # fan-ins and committed edits: answers a retry keeps (the events they took are gone)
+    store_reads: set[str] = field(default_factory=set)
+    consumed: set[str] = field(default_factory=set)
+
     def forget_errors(self) -> None:
-        """Before a retry: keep completed calls, but let failed ones run again."""
-        self.journal = {k: v for k, v in self.journal.items() if not v.failed}
+        """Before a retry: keep the calls that completed before anything the retry must do
+        again, per branch — before the first failed call and the first store read (a retry
+        reads the store as it is now). Later answers go too: the retry may take another path,
+        and a kept answer would then answer the wrong call — but for fan-in answers and
+        committed edits, which cannot be taken again. Store writes are applied again."""
+        cut: dict[str, int] = {}
+        for call_id, entry in self.journal.items():
+            if entry.failed or call_id in self.store_reads:
+                branch, n = self._position(call_id)
+                cut[branch] = min(n, cut.get(branch, n))
+        self.journal = {
+            k: v
+            for k, v in self.journal.items()
+            if k in self.consumed or _before(self._position(k), cut)
+        }
+        self.effects_done = {k: n for k, n in self.effects_done.items() if not k.startswith("w:")}
+        self.store_reads, self.consumed = set(), set()
+
+    def _position(self, call_id: str) -> tuple[str, int]:
+        """(branch, n) of a call id ``<invocation>[.<branch>].<n>``."""
+        branch, _, n = call_id[len(self.id) + 1 :].rpartition(".")
+        return branch, int(n) if n.isdigit() else 0
+
+
+def _before(position: tuple[str, int], cut: dict[str, int]) -> bool:
+    branch, n = position
+    return n < cut.get(branch, n + 1)
 
 
 @dataclass(frozen=True)

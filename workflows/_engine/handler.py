@@ -133,7 +133,7 @@ def _snapshot(run: InProcessRun) -> dict[str, Any]:
 
 def _running(run: InProcessRun) -> list[Invocation]:
     waiting = {w.inv.id for w in run.waiters}
-    return [inv for inv in run.active.values() if inv.id not in waiting]
+    return [inv for inv, _ in run.active.values() if inv.id not in waiting]
 
 
 async def _settled(run: InProcessRun) -> None:
@@ -149,6 +149,7 @@ def _waiter_data(w: Waiter) -> dict[str, Any]:
         "call_id": w.call_id,
         "event_type": w.event_type.type_tag,
         "requirements": w.requirements,
+        "asked": None if w.asked is None else encode_event(w.asked),
         "invocation": _invocation_data(w.inv),
     }
 
@@ -209,6 +210,7 @@ def resume_inprocess(
     workflow: Workflow, snapshot: dict[str, Any], ctx: Context[Any] | None = None
 ) -> WorkflowHandler:
     """Rebuild a paused run from its snapshot; a malformed snapshot is a clear error."""
+    keep_store = ctx is not None
     ctx = _free_context(workflow, ctx)
     try:
         if snapshot.get("version") != SNAPSHOT_VERSION:
@@ -218,7 +220,8 @@ def resume_inprocess(
                 f"snapshot is of {snapshot['workflow']}, not {type(workflow).name}"
             )
         run = InProcessRun(workflow, snapshot["run_id"], state=ctx._state)
-        run.state.data = dict(snapshot["store"])
+        if not keep_store:  # a Context restored with from_dict holds the store (maybe edited)
+            run.state.data = dict(snapshot["store"])
         run.buffers = {k: [(t, e) for t, e in v] for k, v in snapshot["buffers"].items()}
         run.log = [decode_event(e) for e in snapshot["log"]]
         for w in snapshot["waiters"]:
@@ -229,6 +232,7 @@ def resume_inprocess(
                     w["call_id"],
                     event_class(w["event_type"]),
                     dict(w["requirements"]),
+                    None if w.get("asked") is None else decode_event(w["asked"]),
                 )
             )
         running = [_invocation(data) for data in snapshot.get("running", [])]
@@ -238,6 +242,9 @@ def resume_inprocess(
         raise InvalidInputError(f"malformed snapshot: {exc!r}") from exc
     for inv in running:  # steps that were running when it was saved replay from their journal
         run.schedule(inv)
+    for waiter in run.waiters:  # what the paused run asks is on the new handler's stream too
+        if waiter.asked is not None:
+            run.stream.put_nowait(waiter.asked)
     return WorkflowHandler(run, workflow.timeout, ctx)
 
 

@@ -53,6 +53,7 @@ class Waiter:
     call_id: str
     event_type: type[Event]
     requirements: dict[str, Any]
+    asked: Event | None = None  # the waiter event published for it (published again on resume)
 
     def matches(self, event: Event) -> bool:
         return type(event) is self.event_type and all(  # exact, as distributed
@@ -82,7 +83,7 @@ class InProcessRun:
         self.stream: asyncio.Queue[Event | None] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
         # invocations scheduled and not yet ended or parked: ``Context.to_dict()`` saves them
-        self.active: dict[str, Invocation] = {}
+        self.active: dict[str, tuple[Invocation, object]] = {}
         self.limits = {
             name: asyncio.Semaphore(s.options.num_workers) for name, s in self.spec.steps.items()
         }
@@ -112,12 +113,13 @@ class InProcessRun:
     def schedule(self, inv: Invocation) -> None:
         if self.done.done():
             return
-        self.active[inv.id] = inv
-        task = create_untracked_task(self._run(inv))
+        token = object()
+        self.active[inv.id] = (inv, token)
+        task = create_untracked_task(self._run(inv, token))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _run(self, inv: Invocation) -> None:
+    async def _run(self, inv: Invocation, token: object) -> None:
         """Drive one invocation; an error in Baton's own code here (the core, routing, the
         retry decision) fails the run with it, so the run can neither hang nor leave a task
         exception nobody retrieves."""
@@ -126,7 +128,7 @@ class InProcessRun:
         except Exception as exc:
             self.fail(self._internal_error(f"running step {self._qualname(inv)}", exc), exc)
         finally:
-            if self.active.get(inv.id) is inv:
+            if self.active.get(inv.id, (None, None))[1] is token:  # not a later schedule's
                 del self.active[inv.id]
 
     async def _drive(self, inv: Invocation) -> None:

@@ -6,6 +6,7 @@ Tools and child workflows run right here; a ``wait_for_event`` parks the step un
 
 from __future__ import annotations
 
+import copy
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -59,12 +60,15 @@ class MemoryBackend:
                 f"{type(run.workflow).name} waits for an event, but it runs in-process inside a "
                 "worker where no event can reach it; run it as a distributed child workflow"
             )
+        waiter = encode_event(waiter_event) if waiter_event is not None else None
+        call = WaitCall(call_id, event_type.type_tag, requirements, waiter)
+        if any(w.inv.id == inv.id and w.call_id == call_id for w in run.root.waiters):
+            # a replay of a step whose other waits were answered: this one waits already
+            return await inv.parking.park(call)  # type: ignore[no-any-return]
         if waiter_event is not None:
             run.log.append(waiter_event)
             run.publish(waiter_event)
-        run.root.waiters.append(Waiter(run, inv, call_id, event_type, requirements))
-        waiter = encode_event(waiter_event) if waiter_event is not None else None
-        call = WaitCall(call_id, event_type.type_tag, requirements, waiter)
+        run.root.waiters.append(Waiter(run, inv, call_id, event_type, requirements, waiter_event))
         return await inv.parking.park(call)  # type: ignore[no-any-return]
 
     def effect(self, inv: Invocation, effect: Effect) -> None:
@@ -94,10 +98,12 @@ class MemoryBackend:
         return [decode_event(e) for e in taken]
 
     async def store_get(self, key: str) -> Any:
-        return self.run.state.data.get(key, MISSING)
+        # a copy: the journal keeps what was read, whatever the store becomes
+        value = self.run.state.data.get(key, MISSING)
+        return value if value is MISSING else copy.deepcopy(value)
 
     async def store_all(self) -> dict[str, Any]:
-        return dict(self.run.state.data)
+        return copy.deepcopy(self.run.state.data)
 
     async def store_set(self, key: str, value: Any) -> None:
         self.run.state.data[key] = value

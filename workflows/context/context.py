@@ -160,16 +160,19 @@ class Context(Generic[S]):
             self._step_backend.effect(self._invocation, Effect(f"{path}:{n}", kind, event, step))
             self._invocation.effects_done[path] = n + 1
 
-    def _first_time(self, kind: str) -> bool:
-        """Count one more effect of ``kind`` on this branch: True when no earlier run of the
-        step applied it (store writes, numbered apart from events: a replay skips them)."""
+    def _effect_slot(self, kind: str) -> tuple[str, int] | None:
+        """The next effect of ``kind`` on this branch (store writes are numbered apart from
+        events); None when an earlier run of the step applied it, so a replay skips it."""
         path = kind + branch_path()
         n = self._fx.get(path, 0)
         self._fx[path] = n + 1
-        if n < self._invocation.effects_done.get(path, 0):
-            return False
+        return None if n < self._invocation.effects_done.get(path, 0) else (path, n)
+
+    def _effect_done(self, slot: object) -> None:
+        """Record the effect at ``slot`` as applied (after it succeeded: a failed write is
+        not skipped by the retry)."""
+        path, n = typing.cast(tuple[str, int], slot)
         self._invocation.effects_done[path] = n + 1
-        return True
 
     def send_event(self, event: Event, step: str | None = None) -> None:
         """Emit an event into the run (to ``step`` only, when named): the fan-out primitive.
@@ -195,6 +198,7 @@ class Context(Generic[S]):
         Decided atomically by the runtime, so exactly one invocation receives the full set.
         """
         call_id = self._next_call_id()
+        self._invocation.consumed.add(call_id)
         entry = self._invocation.journal.get(call_id)
         if entry is None:
             tags, key = _tags(expected)

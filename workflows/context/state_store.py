@@ -9,6 +9,7 @@ writes the run's memory (:class:`RunState`) directly. Values are ``codec.to_data
 from __future__ import annotations
 
 import asyncio
+import copy
 import typing
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -56,7 +57,7 @@ class DictState(BaseModel):
 
 
 S = TypeVar("S", bound=BaseModel, default=DictState)
-_WRITES = "w:"  # the effect counters of store writes, per branch (see Context._first_time)
+_WRITES = "w:"  # the effect counters of store writes, per branch (see Context._effect_slot)
 _EDITING: ContextVar[object | None] = ContextVar("baton_editing_state", default=None)
 
 
@@ -120,8 +121,12 @@ class Store(Generic[S]):
         head, _, rest = path.partition(".")
         self._check_field(head)
         data = to_data(value)
+        slot = self._claim()
+        if slot is None:  # a replay: an earlier run of the step wrote it
+            return
         if rest:
             current = await self._read_now(head)
+            current = current if current is MISSING else copy.deepcopy(current)  # not in place
             if current is MISSING:
                 default = self._field_default(head)
                 current = {} if default is MISSING else to_data(default)
@@ -129,11 +134,12 @@ class Store(Generic[S]):
             _assign(container, rest, data)
             data = current if _is_tagged_model(current) else container
         await self._write(head, data)
+        self._claimed(slot)
 
     async def delete(self, key: str) -> None:
         """Remove a top-level key (a typed state's field reads its default again)."""
         self._check_writable("delete")
-        await self._remove([key])
+        await self._remove_once([key])
 
     async def get_state(self) -> S:
         """The state as its model (``DictState`` when the workflow declares no state type)."""
@@ -147,12 +153,29 @@ class Store(Generic[S]):
                 f"set_state takes a {self.state_type.__name__}, not {type(state).__name__}"
             )
         for key, data in _state_data(state).items():
-            await self._write(key, data)
+            slot = self._claim()
+            if slot is not None:
+                await self._write(key, data)
+                self._claimed(slot)
 
     async def clear(self) -> None:
         """Reset the state: every key removed, typed fields back to their defaults."""
         self._check_writable("clear")
-        await self._remove(None)
+        await self._remove_once(None)
+
+    async def _remove_once(self, keys: list[str] | None) -> None:
+        slot = self._claim()
+        if slot is not None:
+            await self._remove(keys)
+            self._claimed(slot)
+
+    def _claim(self) -> object | None:
+        """A write's place among the step's writes; None when a replay finds it applied (a
+        run's store has no replays: every write is applied)."""
+        return True
+
+    def _claimed(self, slot: object) -> None:
+        """The write at ``slot`` is applied (counted only once it succeeded)."""
 
     @asynccontextmanager
     async def edit_state(self) -> AsyncIterator[S]:
@@ -212,9 +235,12 @@ class StepStore(Store[S]):
         super().__init__(state_type)
         self._ctx = ctx
 
-    def _journaled(self) -> tuple[str, JournalEntry | None]:
+    def _journaled(self, read: bool = True) -> tuple[str, JournalEntry | None]:
         call_id = self._ctx._next_call_id()
-        return call_id, self._ctx._invocation.journal.get(call_id)
+        inv = self._ctx._invocation
+        if read:
+            inv.store_reads.add(call_id)
+        return call_id, inv.journal.get(call_id)
 
     async def _read(self, path: str) -> Any:
         call_id, entry = self._journaled()
@@ -237,16 +263,21 @@ class StepStore(Store[S]):
         return await self._ctx._step_backend.store_get(key)
 
     async def _write(self, key: str, data: Any) -> None:
-        if self._ctx._first_time(_WRITES):
-            await self._ctx._step_backend.store_set(key, data)
+        await self._ctx._step_backend.store_set(key, data)
 
     async def _remove(self, keys: list[str] | None) -> None:
-        if self._ctx._first_time(_WRITES):
-            await self._ctx._step_backend.store_delete(keys)
+        await self._ctx._step_backend.store_delete(keys)
+
+    def _claim(self) -> object | None:
+        return self._ctx._effect_slot(_WRITES)
+
+    def _claimed(self, slot: object) -> None:
+        self._ctx._effect_done(slot)
 
     @asynccontextmanager
     async def _edit(self) -> AsyncIterator[StoreEdit]:
-        call_id, entry = self._journaled()
+        call_id, entry = self._journaled(read=False)
+        self._ctx._invocation.consumed.add(call_id)
         if entry is not None:  # committed by an earlier run of this step: not again
             yield StoreEdit(dict(entry.value), _no_commit)
             return
@@ -319,7 +350,7 @@ class RunState:
         """One edit at a time; the commit applies the changes and journals the data the block
         started from, which a replay of the step edits again without writing."""
         async with self._loop_lock():
-            before = dict(self.data)
+            before = copy.deepcopy(self.data)
 
             async def commit(changed: dict[str, Any], removed: list[str]) -> None:
                 self.data.update(changed)
