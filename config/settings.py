@@ -1,16 +1,30 @@
 """Baton's settings: read from the environment (``BATON_*``) or a ``.env`` file, checked at start.
 
-Only this package reads the environment. A wrong value fails at start-up with the variable named.
+Only this package reads the environment. A wrong value fails at start-up with one
+``ConfigurationError`` line that names the variable and the form it expects.
 """
 
 from __future__ import annotations
 
+import json
+import typing
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from workflows.errors import ConfigurationError
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -51,7 +65,11 @@ class Settings(BaseSettings):
         default=10_000, gt=0, description="dead letters kept at most (the oldest are dropped)"
     )
     default_mode: Literal["inprocess", "distributed"] = "distributed"
-    imports: list[str] = Field(default_factory=lambda: ["examples"])
+    # NoDecode: the raw string reaches ``_module_list``, which takes a JSON list or a,b,c
+    imports: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["examples"],
+        description="modules that define workflows and tools: comma-separated or a JSON list",
+    )
     topology_file: Path = DEFAULT_TOPOLOGY
     max_payload_bytes: int = Field(default=1_000_000, gt=0)
     max_time_limit: float = Field(default=600.0, gt=0, description="longest step/tool time limit")
@@ -71,18 +89,46 @@ class Settings(BaseSettings):
     flower_port: int = 5555
     metrics_port: int = 9808
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_line_errors(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise ConfigurationError("; ".join(map(_describe, exc.errors()))) from None
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("BATON_REDIS_URL must start with redis://, rediss:// or unix://")
+            raise ValueError(f"scheme {value.partition(':')[0]!r}")
+        return value
+
+    @field_validator("imports", mode="before")
+    @classmethod
+    def _module_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list: {exc}") from None
+        return [name.strip() for name in value.split(",") if name.strip()]
+
+    @field_validator("imports")
+    @classmethod
+    def _module_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not all(p.isidentifier() for p in name.split("."))]
+        if bad:
+            raise ValueError(f"not a module name: {', '.join(map(repr, bad))}")
         return value
 
     @model_validator(mode="after")
     def _visibility_above_limits(self) -> Settings:
         vt = self.visibility_timeout_override
         if vt is not None and vt <= self.max_time_limit:
-            raise ValueError(
+            raise ConfigurationError(
                 f"BATON_VISIBILITY_TIMEOUT ({vt}) must exceed BATON_MAX_TIME_LIMIT "
                 f"({self.max_time_limit}), or running tasks would be delivered twice"
             )
@@ -101,4 +147,52 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The settings of this process, read once (a wrong value raises ``ConfigurationError``)."""
     return Settings()
+
+
+_SECRET_FIELDS = {"redis_url", "flower_password"}  # their values may hold a password: never echo
+_FORMS = {
+    "redis_url": "a redis://, rediss:// or unix:// URL",
+    "imports": "module names, comma-separated (a,b) or a JSON list",
+}
+_TYPE_FORMS = {int: "an integer", float: "a number", str: "text", Path: "a file path"}
+
+
+def _describe(error: ErrorDetails) -> str:
+    """One settings error as ``VAR='value' is invalid: expected <form> (<why>)``."""
+    key = str(error["loc"][0]) if error["loc"] else ""
+    name, field = _field(key)
+    if field is None:
+        return error["msg"]
+    shown = "" if name in _SECRET_FIELDS else f"={error['input']!r}"
+    why = error["msg"].removeprefix("Value error, ")
+    form = _expected_form(name, field)
+    return f"{_env_name(name, field)}{shown} is invalid: expected {form} ({why})"
+
+
+def _field(key: str) -> tuple[str, FieldInfo | None]:
+    for name, field in Settings.model_fields.items():
+        if key in (name, field.alias):
+            return name, field
+    return key, None
+
+
+def _env_name(name: str, field: FieldInfo) -> str:
+    return field.alias or f"BATON_{name.upper()}"
+
+
+def _expected_form(name: str, field: FieldInfo) -> str:
+    """What a setting accepts, in words: its type and bounds (``a number > 0``)."""
+    if name in _FORMS:
+        return _FORMS[name]
+    args = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+    if typing.get_origin(field.annotation) is Literal:
+        return "one of " + ", ".join(map(str, args))
+    kind = args[0] if len(args) == 1 else field.annotation
+    form = _TYPE_FORMS.get(kind, "text") if isinstance(kind, type) else "text"
+    for meta in field.metadata:
+        for attr, symbol in (("gt", ">"), ("ge", ">="), ("pattern", "matching")):
+            if getattr(meta, attr, None) is not None:
+                form += f" {symbol} {getattr(meta, attr)}"
+    return form

@@ -223,11 +223,15 @@ def get_workflow(name: str) -> type[Workflow] | None:
 
 
 def require_workflow(name: str) -> type[Workflow]:
-    """The workflow registered as ``name``; an unknown name is a clear error."""
+    """The workflow registered as ``name``; an unknown name is a clear error that says where
+    a workflow gets registered: by importing the module that defines it."""
     cls = _WORKFLOWS.get(name)
     if cls is None:
         known = ", ".join(sorted(_WORKFLOWS)) or "none"
-        raise UnknownWorkflowError(f"no workflow named {name!r} (registered: {known})")
+        raise UnknownWorkflowError(
+            f"no workflow named {name!r} (registered: {known}); the module defining it must be "
+            "in BATON_IMPORTS (for workers) and imported by the submitting process"
+        )
     return cls
 
 

@@ -1,8 +1,9 @@
 """What every ``baton`` command shares: the Typer app, consoles, error handling, formatting.
 
 Expected failures are Baton errors (Redis being down included: the store's queries raise
-``StoreUnavailableError``), invalid settings and a bad topology; ``handled`` turns each into
-one ``error:`` line and exit code 1.
+``StoreUnavailableError``; invalid settings raise ``ConfigurationError``, already one line naming
+the variable), a bad topology and invalid option values; ``handled`` turns each into one
+``error:`` line and exit code 1.
 """
 
 from __future__ import annotations
@@ -58,19 +59,10 @@ def handled(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def one_line(exc: BaseException) -> str:
-    """The error as one line; a settings error names the ``BATON_*`` variable."""
+    """The error as one line (pydantic's many lines joined, its help links dropped)."""
     text = exc.message if isinstance(exc, BatonError) else str(exc)
-    if isinstance(exc, ValidationError) and exc.title == "Settings":
-        text = "; ".join(_env_error(e["loc"], e["msg"]) for e in exc.errors())
     lines = [line.strip() for line in text.splitlines()]
     return "; ".join(line for line in lines if line and not line.startswith("For further"))
-
-
-def _env_error(loc: tuple[int | str, ...], msg: str) -> str:
-    name = "_".join(map(str, loc)).upper()
-    if not name:
-        return msg
-    return f"{name if name.startswith('BATON_') else 'BATON_' + name}: {msg}"
 
 
 def runtime() -> Runtime:

@@ -132,6 +132,7 @@ def worker(
 ) -> None:
     """Run a Celery worker for one queue (pool and concurrency default to the topology's)."""
     settings = Settings()
+    create_app(settings)  # a module BATON_IMPORTS cannot import, or an invalid workflow: one line
     spec = load_topology(settings.topology_file).queues.get(queue)
     if spec is None:
         known = metrics.queues(create_app(settings)[1])
