@@ -71,6 +71,16 @@ class RunInfo:
         )
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A step waiting for input: the run it belongs to (the run asked, or a child of it), the
+    event type it waits for (a type tag) and the field values that event must carry."""
+
+    run_id: str
+    event_type: str
+    requirements: dict[str, Any]
+
+
 class RunHandle:
     """A submitted run: status, result, events, answers, cancel."""
 
@@ -153,6 +163,16 @@ class RunHandle:
     def send_event(self, event: Event, step: str | None = None) -> None:
         """Answer a step waiting for this event (in this run or a child), else route it."""
         inbox.send_event(self._rt, self.run_id, event, step)
+
+    def waiting(self) -> list[Waiting]:
+        """The steps waiting for input: of this run and, for a root run, of its children too
+        (answer them with :meth:`send_event` on the root run); empty when none waits."""
+        record = queries.require_run(self._rt, self.run_id)
+        return [
+            Waiting(w.address.run, w.tag, w.requirements)
+            for w in queries.waiters(self._rt, record.root)
+            if record.root == self.run_id or w.address.run == self.run_id
+        ]
 
     def cancel(self) -> bool:
         """Stop the run: no further step starts, queued tasks are revoked; True if it was live."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
-from tasks.protocol import DeadLetter, LogEntry, RunRecord, parse_entry
+from tasks.protocol import DeadLetter, LogEntry, RunRecord, WaiterRecord, parse_entry
 from workflows.errors import InvalidInputError, PayloadError, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -101,6 +101,30 @@ def _pipelined(rt: Runtime, calls: list[tuple[Any, ...]]) -> list[Any]:
     for name, *args in calls:
         getattr(pipe, name)(*args)
     return list(pipe.execute())
+
+
+# --- waiters -------------------------------------------------------------------------------
+
+
+def waiters(rt: Runtime, root_run_id: str) -> list[WaiterRecord]:
+    """The steps of a root run and its children waiting for an external event (HITL).
+
+    They live in the root run's hash only: pass the root's id (a run record's ``root``)."""
+    with store_errors():
+        raw = rt.redis.hgetall(rt.keys.waiters(root_run_id))
+    return [WaiterRecord.from_json(str(raw[field])) for field in sorted(raw)]
+
+
+def awaited_types(rt: Runtime, root_run_ids: list[str]) -> dict[str, list[str]]:
+    """For listing many runs in one round trip: root run id -> the event types (type tags)
+    its steps or its children's wait for; runs that wait for nothing are left out."""
+    with store_errors():
+        raws = _pipelined(rt, [("hvals", rt.keys.waiters(i)) for i in root_run_ids])
+    tags = {
+        run_id: sorted({WaiterRecord.from_json(str(text)).tag for text in raw})
+        for run_id, raw in zip(root_run_ids, raws, strict=True)
+    }
+    return {run_id: found for run_id, found in tags.items() if found}
 
 
 # --- the run log ---------------------------------------------------------------------------
