@@ -7,6 +7,8 @@ the step ran (its workflow's factory failed) or from outside it (a hard time lim
 
 from __future__ import annotations
 
+import logging
+
 from tasks import runs
 from tasks.protocol import CallAddress, LogKind, RetryNote, StepArgs
 from tasks.step_delivery import Delivery, Loaded
@@ -14,7 +16,10 @@ from tasks.step_hop import Hop, finish_message
 from workflows._engine import core
 from workflows._engine.backend import Invocation
 from workflows._engine.executor import Failed
-from workflows.errors import ConfigurationError, ErrorInfo, error_info
+from workflows._error_root import traceback_text
+from workflows.errors import ConfigurationError, ErrorInfo, error_info, type_name
+
+log = logging.getLogger("baton.worker")
 
 
 def failed(
@@ -26,6 +31,7 @@ def failed(
     parent: CallAddress | None,
 ) -> None:
     """The step raised: retry it, hand it to the error handler step, or fail the run."""
+    log_attempt(d, inv.attempt, outcome.error)
     failure: ErrorInfo | None = None
     for command in _react(d, inv, outcome.error):
         if isinstance(command, core.RetryStep):
@@ -47,6 +53,7 @@ def cannot_build(d: Delivery, error: ConfigurationError, state: Loaded) -> None:
     step: it would need the same instance). The run ends before the message is finished:
     a crash in between leaves a redelivery that finds the run ended, never a live run."""
     inv = d.invocation(state)
+    log_attempt(d, inv.attempt, error)
     # the policy judges what the factory raised; a wrong type (no cause) is never retried
     cause = error.__cause__ if isinstance(error.__cause__, Exception) else error
     retry = next((c for c in _react(d, inv, cause) if isinstance(c, core.RetryStep)), None)
@@ -58,6 +65,19 @@ def cannot_build(d: Delivery, error: ConfigurationError, state: Loaded) -> None:
     hop = Hop(d.rt, d.run_id, state.root, d.task_id)
     _retry(d, hop, inv, error, retry, set(state.journal))
     hop.commit()
+
+
+def log_attempt(d: Delivery, attempt: int, error: BaseException) -> None:
+    """One record per failed attempt, with its traceback: what a worker's log is read for."""
+    log.warning(
+        "step %s failed in run %s (attempt %d): %s: %s\n%s",
+        d.step.qualname,
+        d.run_id,
+        attempt,
+        type_name(error),
+        error,
+        traceback_text(error).rstrip("\n"),
+    )
 
 
 def _react(d: Delivery, inv: Invocation, error: BaseException) -> list[core.Command]:

@@ -9,6 +9,7 @@ is never executed again.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import replace
 from typing import Any
@@ -19,8 +20,11 @@ from tasks import runs
 from tasks.protocol import LogKind, RetryNote, RunStatus, ToolArgs, log_fields
 from tasks.runtime import MAX_DELIVERIES, Runtime
 from workflows._engine.records import JournalEntry
+from workflows._error_root import traceback_text
 from workflows.errors import ToolError, ToolTimeout
 from workflows.tools import SyncMode, ToolSpec, as_tool_error, get_tool
+
+log = logging.getLogger("baton.worker")
 
 
 def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None) -> None:
@@ -59,9 +63,11 @@ def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None)
     for _ in range(2):
         try:
             _report(rt, spec, args, task_id, value, error)
-            return
+            break
         except SoftTimeLimitExceeded:
             continue
+    if error is not None:
+        _log_failure(spec.name, args, error)
 
 
 def hard_timeout(rt: Runtime, name: str, args: ToolArgs, task_id: str, seconds: float) -> None:
@@ -86,16 +92,30 @@ def _attempt(rt: Runtime, spec: ToolSpec, args: ToolArgs) -> tuple[Any, ToolErro
     try:
         coro = spec.invoke_once(args.args, args.call_id, args.attempt, sync)
         return rt.run(coro), None
-    except SoftTimeLimitExceeded:
+    except SoftTimeLimitExceeded as exc:
         timeout = ToolTimeout(
             f"tool {spec.name} timed out after {spec.timeout}s",
             tool=spec.name,
             type="ToolTimeout",
             attempts=args.attempt,
+            traceback=traceback_text(exc),  # where the tool was when its time ran out
         )
         return None, timeout
     except Exception as exc:
         return None, as_tool_error(spec.name, exc, args.attempt)
+
+
+def _log_failure(name: str, args: ToolArgs, error: ToolError) -> None:
+    """One record per failed attempt, with the tool's traceback."""
+    log.warning(
+        "tool %s failed in run %s (attempt %d): %s: %s\n%s",
+        name,
+        args.run_id,
+        args.attempt,
+        error.type,
+        error.message,
+        (error.traceback or "").rstrip("\n"),
+    )
 
 
 def _report(

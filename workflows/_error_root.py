@@ -8,6 +8,7 @@ below :mod:`workflows.errors`, which draws the tree and is where every name is i
 
 from __future__ import annotations
 
+import traceback
 from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, Field
@@ -22,6 +23,8 @@ from workflows._original import (
     original_class,
     resolve,
 )
+
+MAX_TRACEBACK_CHARS = 8_192  # a recursion error's traceback alone can run to megabytes
 
 
 class ErrorInfo(BaseModel):
@@ -120,6 +123,19 @@ def error_info(exc: BaseException, attempts: int = 1) -> ErrorInfo:
     if isinstance(exc, BatonError):
         return exc.to_info(attempts)
     return ErrorInfo(type=type(exc).__name__, message=str(exc), attempts=attempts)
+
+
+def traceback_text(exc: BaseException, limit: int = MAX_TRACEBACK_CHARS) -> str:
+    """``exc``'s formatted traceback (its causes included), at most ``limit`` characters. A
+    longer one keeps its tail from a frame's first line on (the innermost frames and the
+    exception itself are there), after a line saying how much was cut."""
+    text = "".join(traceback.format_exception(exc))
+    if len(text) <= limit:
+        return text
+    kept = text[len(text) - limit + 80 :]  # room for the marker line
+    start = kept.find("\n  File ")  # start at a whole frame, else at a whole line
+    kept = kept[(start if start >= 0 else kept.find("\n")) + 1 :] or kept
+    return f"... traceback cut: {len(text) - len(kept)} of {len(text)} characters ...\n{kept}"
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from workflows._error_root import BatonError, ErrorInfo, original_of, with_original
+from workflows._error_root import (
+    BatonError,
+    ErrorInfo,
+    original_of,
+    traceback_text,
+    with_original,
+)
 from workflows._original import OriginalException, original_or_none
 
 
@@ -20,9 +26,10 @@ class RunError(BatonError):
 class StepFailedError(RunError):
     """A step raised and its retries are spent; ``cause`` is the step's own error as data
     when it was a Baton error, ``original`` when it was any other Exception (and then this
-    error is an instance of that exception's class too, wherever the class is known)."""
+    error is an instance of that exception's class too, wherever the class is known).
+    ``traceback`` is the step exception's formatted traceback, size-capped (``traceback_text``)."""
 
-    _fields: tuple[str, ...] = ("step", "cause_type", "attempts", "cause", "original")
+    _fields: tuple[str, ...] = ("step", "cause_type", "attempts", "cause", "original", "traceback")
 
     def __init__(
         self,
@@ -33,6 +40,7 @@ class StepFailedError(RunError):
         attempts: int = 1,
         cause: ErrorInfo | dict[str, Any] | None = None,
         original: OriginalException | dict[str, Any] | None = None,
+        traceback: str | None = None,
     ) -> None:
         super().__init__(message)
         self.step = step
@@ -40,6 +48,7 @@ class StepFailedError(RunError):
         self.attempts = attempts
         self.cause = ErrorInfo.model_validate(cause) if isinstance(cause, dict) else cause
         self.original = original_or_none(original)
+        self.traceback = traceback
 
     def _original_data(self) -> OriginalException | None:
         return self.original
@@ -51,9 +60,10 @@ class ToolError(RunError):
     When the tool raised an Exception that is not a Baton error, ``original`` holds it as data
     and the error is also an instance of its class (with its ``args`` and attributes) wherever
     the class is known, as a StepFailedError is: a step ported from LlamaIndex keeps its
-    ``except KeyError`` around ``ctx.call_tool``."""
+    ``except KeyError`` around ``ctx.call_tool``. ``traceback`` is the tool exception's
+    formatted traceback, size-capped (``traceback_text``)."""
 
-    _fields: tuple[str, ...] = ("tool", "type", "attempts", "retryable", "original")
+    _fields: tuple[str, ...] = ("tool", "type", "attempts", "retryable", "original", "traceback")
 
     def __init__(
         self,
@@ -64,6 +74,7 @@ class ToolError(RunError):
         attempts: int = 1,
         retryable: bool = True,
         original: OriginalException | dict[str, Any] | None = None,
+        traceback: str | None = None,
     ) -> None:
         super().__init__(message)
         self.tool = tool
@@ -71,6 +82,7 @@ class ToolError(RunError):
         self.attempts = attempts
         self.retryable = retryable
         self.original = original_or_none(original)
+        self.traceback = traceback
 
     @classmethod
     def of(cls, tool: str, exc: BaseException, attempts: int = 1) -> ToolError:
@@ -83,6 +95,7 @@ class ToolError(RunError):
             attempts=attempts,
             retryable=not isinstance(exc, BatonError) or exc.retryable,
             original=original_of(exc),
+            traceback=traceback_text(exc),
         )
         return with_original(err, exc)
 
@@ -99,6 +112,7 @@ class ToolError(RunError):
             attempts=info.attempts,
             retryable=bool(d.get("retryable", info.retryable)),
             original=d.get("original"),
+            traceback=_text_or_none(d.get("traceback")),
         )
 
     def _original_data(self) -> OriginalException | None:
@@ -176,3 +190,7 @@ class ChildWorkflowError(RunError):
         if info is None or info.type != StepFailedError.__name__:
             return None
         return original_or_none(info.details.get("original"))
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

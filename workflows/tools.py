@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from workflows._error_root import traceback_text
 from workflows.codec import to_data
 from workflows.errors import (
     ErrorInfo,
@@ -139,10 +140,13 @@ class ToolSpec:
 
 
 def as_tool_error(tool: str, exc: BaseException, attempts: int) -> ToolError:
-    """Any exception from a tool, as a ToolError carrying type, message and attempts; for an
-    Exception outside Baton's tree also an instance of its class, with it as data."""
+    """Any exception from a tool, as a ToolError carrying type, message, attempts and the
+    formatted traceback; for an Exception outside Baton's tree also an instance of its class,
+    with it as data."""
     if isinstance(exc, ToolError):
         exc.attempts = attempts
+        if exc.traceback is None:  # a ToolError raised here (bad arguments, a timeout)
+            exc.traceback = traceback_text(exc)
         return exc
     return ToolError.of(tool, exc, attempts)
 

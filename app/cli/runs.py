@@ -85,7 +85,8 @@ def _print_result(handle: RunHandle, timeout: float) -> None:
 @app.command()
 @handled
 def status(run_id: RunId) -> None:
-    """A run's workflow, status, times, parent and its result or error."""
+    """A run's workflow, status, times, parent and its result or error (with the traceback of
+    the step or tool that raised it)."""
     record = queries.require_run(client().runtime, run_id)
     grid = Table.grid(padding=(0, 2))
     grid.add_row("run", record.run_id)
@@ -101,6 +102,21 @@ def status(run_id: RunId) -> None:
         shown = to_jsonable_python(from_data(loads(record.result)), fallback=repr)
         grid.add_row("result", escape(json.dumps(shown)))  # as ``submit --wait`` prints it
     out.print(grid)
+    for text in _tracebacks(record.error.model_dump() if record.error else {}):
+        typer.echo(text.rstrip("\n"))  # plain: rich would wrap and restyle it
+
+
+def _tracebacks(info: dict[str, Any]) -> Iterator[str]:
+    """The tracebacks an error as data carries: its own (a step's or a tool's), then those of
+    its cause (a tool's error the step let through) and of a failed child run's error."""
+    details = info.get("details")
+    if not isinstance(details, dict):
+        return
+    if isinstance(details.get("traceback"), str):
+        yield details["traceback"]
+    for inner in (details.get("cause"), details.get("child_error")):
+        if isinstance(inner, dict):
+            yield from _tracebacks(inner)
 
 
 @app.command()

@@ -158,6 +158,8 @@ def test_try_tool_returns_the_failure_as_data_with_the_original_exception(
     client: Client, workers: Worker, runtime: str, tool: str
 ) -> None:
     result = run(runtime, client, TriesTool, tool=tool, params={"order_id": "Z999"})
+    traceback = result["error"]["details"].pop("traceback")  # issue #10: named, then pinned
+    assert f"in {tool}" in traceback and traceback.rstrip().endswith("KeyError: 'Z999'")
     assert result == {
         "ok": False,
         "value": None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workflows._engine.graph import WorkflowSpec
+from workflows._error_root import traceback_text
 from workflows.codec import encode_event
 from workflows.errors import (
     BatonError,
@@ -186,6 +187,8 @@ def _retry_delay(
 def step_error_info(
     step: StepSpec, exc: BaseException, attempts: int, why_not_retried: str = ""
 ) -> ErrorInfo:
+    """The StepFailedError, as data, of a step whose retries are spent: the step, the cause
+    (its type, and as data), the original exception and its formatted, size-capped traceback."""
     kind = type_name(exc)  # a Baton error that is also a KeyError is still named as Baton's
     text = exc.message if isinstance(exc, BatonError) else str(exc)
     details: dict[str, Any] = {"step": step.qualname, "cause_type": kind}
@@ -194,6 +197,7 @@ def step_error_info(
     original = original_of(exc)  # so the error can be rebuilt as the step's exception class too
     if original is not None:
         details["original"] = original.model_dump()
+    details["traceback"] = traceback_text(exc)
     return ErrorInfo(
         type="StepFailedError",
         message=f"step {step.qualname} failed after {attempts} attempt(s): "
