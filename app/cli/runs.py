@@ -92,6 +92,12 @@ def status(run_id: RunId) -> None:
     grid.add_row("run", record.run_id)
     grid.add_row("workflow", record.workflow)
     grid.add_row("status", status_text(record.status.value))
+    waits = [w.event_type for w in client().get(run_id).waiting()]
+    if waits and record.status is RunStatus.RUNNING:
+        asked = ", ".join(waits)
+        grid.add_row(
+            "waiting", escape(f"for input: {asked} (answer: baton send {run_id} TYPE -i JSON)")
+        )
     grid.add_row("created", when(record.created))
     grid.add_row("updated", f"{when(record.updated)} (+{record.updated - record.created:.3f}s)")
     if record.parent_run:
@@ -196,7 +202,10 @@ def runs(
     """The most recent runs, newest first."""
     if status is not None and status not in STATUS_STYLE:
         raise InvalidInputError(f"unknown status {status!r} (one of: {', '.join(STATUS_STYLE)})")
-    infos = client().runs(status=status, limit=limit)
+    baton = client()
+    infos = baton.runs(status=status, limit=limit)
+    running = [i.run_id for i in infos if i.status == "running"]
+    awaited = queries.awaited_types(baton.runtime, running)
     table = Table(header_style="bold")
     table.add_column("run", no_wrap=True, min_width=32)
     for column in ("workflow", "status", "created", "took", "error"):
@@ -204,9 +213,11 @@ def runs(
     for info in infos:
         took = f"{info.updated - info.created:.3f}s" if info.status != "running" else ""
         error = escape(info.error.type) if info.error else ""
-        table.add_row(
-            info.run_id, info.workflow, status_text(info.status), when(info.created), took, error
-        )
+        state = status_text(info.status)
+        if info.run_id in awaited:  # the state a user can act on: answer it (baton send)
+            types = ", ".join(t.rsplit(".", 1)[-1] for t in awaited[info.run_id])
+            state = f"waiting for input ({escape(types)})"
+        table.add_row(info.run_id, info.workflow, state, when(info.created), took, error)
     out.print(table)
 
 

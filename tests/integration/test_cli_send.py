@@ -122,3 +122,15 @@ def test_awaited_types_lists_in_one_call_what_each_root_run_waits_for(
     done.result(timeout=30)
     found = queries.awaited_types(client.runtime, [waiting_run.run_id, done.run_id])
     assert found == {waiting_run.run_id: [Answer.type_tag]}
+
+
+def test_status_and_runs_say_a_run_waits_for_input_and_how_to_answer(
+    shell_env: dict[str, str], waiting_run: RunHandle
+) -> None:
+    shown = baton(shell_env, "status", waiting_run.run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "for input: tests.integration.flows.Answer" in shown.stdout
+    assert f"baton send {waiting_run.run_id} TYPE -i JSON" in shown.stdout
+    listed = baton(shell_env, "runs", "-n", "50")
+    row = next(line for line in listed.stdout.splitlines() if waiting_run.run_id in line)
+    assert "waiting for input (Answer)" in row
