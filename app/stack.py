@@ -5,6 +5,10 @@
 optionally Flower behind basic auth; it waits until each is ready and stops all it started
 (SIGTERM to the process group, SIGKILL after a grace period). ``stack.settings`` and
 ``stack.env`` point a ``Client`` or another process at it.
+
+With a ``workdir`` of its own choosing (``baton up --dir D``) the stack keeps its Redis port,
+Redis password and generated Flower password in ``D/stack.json`` (mode 0600), so an exported
+``BATON_REDIS_URL`` and the AOF data stay valid across restarts.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +45,7 @@ CELERY_APP = "app.worker:celery_app"
 # never served: the old default, and empty (``BATON_FLOWER_PASSWORD=`` as in deploy/.env.example)
 WELL_KNOWN_FLOWER_PASSWORDS = frozenset({"", "change-me"})
 NOT_PASSED = {"flower_password"}  # secrets the workers have no use for
+STATE_FILE = "stack.json"
 
 
 class StackError(ConfigurationError):
@@ -87,7 +92,7 @@ def worker_command(queue: str, spec: QueueSpec, loglevel: str = "INFO") -> list[
         "-c",
         str(spec.concurrency),
         "-n",
-        f"{queue}@%h",
+        f"{queue}-{os.getpid()}@%h",  # unique per stack process: two stacks never clash
         "-E",
         "--without-gossip",
         "--without-mingle",
@@ -114,6 +119,37 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         env[key] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What a stack keeps in its directory between runs (secrets included: the file is 0600)."""
+
+    redis_port: int
+    redis_password: str
+    flower_password: str
+
+    @classmethod
+    def new(cls) -> StackState:
+        return cls(free_port(), secrets.token_hex(16), secrets.token_urlsafe(16))
+
+    @classmethod
+    def load(cls, path: Path) -> StackState | None:
+        """The state saved at ``path``, None if there is none; a damaged file is a StackError."""
+        try:
+            data = json.loads(path.read_text())
+            return cls(int(data["redis_port"]), data["redis_password"], data["flower_password"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StackError(f"{path} is unreadable ({exc}): delete it for new ones") from None
+
+    def save(self, path: Path) -> None:
+        # created 0600, never world-readable even for a moment
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f)
+        path.chmod(0o600)  # an existing file keeps its mode on open
 
 
 def free_port() -> int:
@@ -156,7 +192,13 @@ class LocalStack:
         )
         self.procs: dict[str, Proc] = {}
         self.redis_url = settings.redis_url
-        self.flower_password, self.flower_password_generated = _flower_password(settings)
+        self.state_file = self.workdir / STATE_FILE
+        saved = None if self._own_dir else StackState.load(self.state_file)
+        self.reused = saved is not None
+        self.state = saved or StackState.new()
+        self.flower_password, self.flower_password_generated = _flower_password(
+            settings, self.state.flower_password
+        )
         self.flower_url: str | None = None
 
     @property
@@ -183,6 +225,7 @@ class LocalStack:
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=not self._own_dir)
         try:
             (self.workdir / "logs").mkdir(exist_ok=True)
+            self.state.save(self.state_file)
             if self.redis_url is None:
                 self._start_redis()
             else:
@@ -250,7 +293,13 @@ class LocalStack:
                 "redis-server is not installed (apt-get install redis-server), "
                 "or set BATON_REDIS_URL to an existing Redis"
             )
-        port, password = free_port(), secrets.token_hex(16)
+        port, password = self.state.redis_port, self.state.redis_password
+        if not _port_free(port):
+            # refuse rather than move: shells that exported the URL would reach whatever holds it
+            raise StackError(
+                f"Redis port {port} (kept in {self.state_file}) is in use by another process: "
+                f"stop that, or delete the file for a new port and password"
+            )
         data = self.workdir / "redis"
         data.mkdir(exist_ok=True)
         conf = data / "redis.conf"  # the password in a private file, not on the command line
@@ -304,13 +353,13 @@ class LocalStack:
         self.flower_url = url
 
 
-def _flower_password(settings: Settings) -> tuple[str, bool]:
+def _flower_password(settings: Settings, generated: str) -> tuple[str, bool]:
     """The password Flower gets, and whether it was generated: BATON_FLOWER_PASSWORD, unless
-    it is unset or well known, then a random one (``baton up`` prints it)."""
+    it is unset or well known, then ``generated`` (random, kept; ``baton up`` prints it)."""
     secret = settings.flower_password
     password = "" if secret is None else secret.get_secret_value()
     if password in WELL_KNOWN_FLOWER_PASSWORDS:
-        return secrets.token_urlsafe(16), True
+        return generated, True
     return password, False
 
 

@@ -16,7 +16,9 @@ from typing import Any
 
 from celery import Celery
 
-from tasks.protocol import Message
+from tasks.protocol import TOOL_TASK_PREFIX, Message, StepArgs
+
+ARGSREPR_MAX = 200  # Flower shows it in a table cell; the event payload never goes in it
 
 
 class Publisher:
@@ -39,9 +41,9 @@ class Publisher:
             # task's defaults, see ``tasks.registry``), the ones its visibility timeout covers
             ignore_result=True,
             origin=self.origin,
-            # what Flower shows as the arguments; Celery's own saferepr of them costs more
-            # than the rest of the framing
-            argsrepr=json.dumps(m.args.wire(), separators=(",", ":"))[:256],
+            # what Flower shows as the arguments and searches: see ``argsrepr``; Celery's own
+            # saferepr of them costs more than the rest of the framing
+            argsrepr=argsrepr(m),
             kwargsrepr="{}",
         )
         body = json.dumps(tm.body, separators=(",", ":")).encode()
@@ -66,3 +68,20 @@ class Publisher:
         for m in messages:
             key, payload = self.frame(m)
             pipe.lpush(key, payload)
+
+
+def argsrepr(m: Message) -> str:
+    """What Flower shows as a task's arguments: the run id first, then what runs, so Flower's
+    search for a run id (or ``Research.score``, ``tool search``) finds its tasks; then the ids
+    that address the call. Short, and never the payload (it may be large or private)::
+
+        r1 Research.score inv=i1 attempt=1
+        r1 tool search inv=i1 call=i1.2 attempt=2
+    """
+    a = m.args
+    if isinstance(a, StepArgs):
+        text = f"{a.run_id} {m.name} inv={a.inv_id} attempt={a.attempt}"
+    else:
+        tool = m.name.removeprefix(TOOL_TASK_PREFIX)
+        text = f"{a.run_id} tool {tool} inv={a.inv_id} call={a.call_id} attempt={a.attempt}"
+    return text[:ARGSREPR_MAX]

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, ParamSpec, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from pydantic import ValidationError
@@ -67,7 +68,26 @@ def one_line(exc: BaseException) -> str:
 
 def runtime() -> Runtime:
     """The runtime for the ``BATON_*`` settings (read per command, so errors are handled)."""
-    return create_app(Settings())[1]
+    settings = Settings()
+    if settings.redis_url is None:
+        say_which_redis(settings.store_url)
+    return create_app(settings)[1]
+
+
+@functools.cache  # once per process, however many clients a command makes
+def say_which_redis(url: str) -> None:
+    """Note on stderr which Redis a command uses when BATON_REDIS_URL is unset: a silent
+    default hides why a command sees no runs (or another project's)."""
+    err.print(f"note: BATON_REDIS_URL is unset; using {escape(redacted(url))}", soft_wrap=True)
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, fit to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def client() -> Client:

@@ -54,6 +54,9 @@ def up(
     signal.signal(signal.SIGTERM, _interrupt)
     with err.status("starting the local stack..."):
         stack.start()
+    if workdir is not None:
+        kept = "reused from" if stack.reused else "kept in"
+        err.print(f"Redis port and passwords {kept} {escape(str(stack.state_file))}")
     server = None
     try:
         rt = create_app(stack.settings)[1]
@@ -129,6 +132,15 @@ def worker(
     concurrency: Annotated[int | None, typer.Option("-c", "--concurrency", min=1)] = None,
     pool: Annotated[PoolName | None, typer.Option("-P", "--pool")] = None,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
+    hostname: Annotated[
+        str | None,
+        typer.Option(
+            "-n",
+            "--hostname",
+            help="the worker's name in Flower and `celery inspect` (Celery expands %h, %n, "
+            "%d); default QUEUE-PID@%h, unique per process",
+        ),
+    ] = None,
 ) -> None:
     """Run a Celery worker for one queue (pool and concurrency default to the topology's)."""
     settings = Settings()
@@ -142,9 +154,22 @@ def worker(
     spec = QueueSpec.model_validate(
         {"pool": pool.value if pool else spec.pool, "concurrency": concurrency or spec.concurrency}
     )
-    cmd = worker_command(queue, spec, loglevel)
+    cmd = named(worker_command(queue, spec, loglevel), hostname or default_hostname(queue))
     sys.stdout.flush()
     os.execve(cmd[0], cmd, {**os.environ, **pool_env(spec)})
+
+
+def default_hostname(queue: str) -> str:
+    """``llm-4242@%h``: unique per process, so two ``baton worker -Q llm`` on one machine are
+    two workers in Flower. The pid is this process's, and stays the worker's: ``execve`` keeps
+    it. Celery has no pid placeholder for ``-n`` (only %h, %n, %d), hence it is filled here."""
+    return f"{queue}-{os.getpid()}@%h"
+
+
+def named(cmd: list[str], hostname: str) -> list[str]:
+    """``cmd`` (a :func:`worker_command`) with its ``-n`` node name replaced by ``hostname``."""
+    at = cmd.index("-n") + 1
+    return [*cmd[:at], hostname, *cmd[at + 1 :]]
 
 
 @app.command()

@@ -212,7 +212,7 @@ def test_worker_command_serves_its_queue_with_the_topologys_pool(
     try:
         eventually(lambda: "ready." in log.read_text(), timeout=40, what="worker ready")
         banner = log.read_text()
-        assert "itest@" in banner and "concurrency: 1 (thread)" in banner
+        assert "itest-" in banner and "concurrency: 1 (thread)" in banner  # itest-<pid>@host
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

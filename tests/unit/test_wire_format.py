@@ -32,7 +32,7 @@ from tasks.protocol import (
     parse_journal_hash,
     parse_messages,
 )
-from tasks.publish import Publisher
+from tasks.publish import ARGSREPR_MAX, Publisher, argsrepr
 from workflows import Event
 from workflows._engine.records import EntryKind, JournalEntry
 from workflows.errors import ErrorInfo, PayloadError
@@ -141,6 +141,38 @@ def test_a_framed_message_is_a_celery_protocol_2_envelope_with_positional_args()
     assert envelope["headers"]["timelimit"] == [None, None]
     assert envelope["properties"]["delivery_info"] == {"exchange": "baton", "routing_key": "baton"}
     assert envelope["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("message", "golden"),
+    [
+        (
+            Message("Research.score", StepArgs("r1", "i1", ENVELOPE), "baton", "t1"),
+            "r1 Research.score inv=i1 attempt=1",
+        ),
+        (
+            Message("Research.score", StepArgs("r1", "i1", [ENVELOPE], 3, 9.5), "baton", "t1"),
+            "r1 Research.score inv=i1 attempt=3",
+        ),
+        (
+            Message("tool.search", ToolArgs("r1", "i1", "i1.2", {"q": "x"}, 2), "tools", "t2"),
+            "r1 tool search inv=i1 call=i1.2 attempt=2",
+        ),
+    ],
+)
+def test_argsrepr_starts_with_the_run_id_and_what_runs_and_leaves_out_the_payload(
+    message: Message, golden: str
+) -> None:
+    app = Celery("wire", set_as_current=False)
+    envelope = json.loads(Publisher(app, "pfx:q:").frame(message)[1])
+    assert envelope["headers"]["argsrepr"] == golden
+    assert envelope["headers"]["kwargsrepr"] == "{}"
+
+
+def test_argsrepr_stays_short_whatever_the_ids() -> None:
+    long_id = "r" * 500
+    message = Message("tool.search", ToolArgs(long_id, "i1", "c", {}), "tools")
+    assert argsrepr(message) == long_id[:ARGSREPR_MAX]
 
 
 def test_an_inflight_record_is_the_due_time_and_the_message() -> None:
