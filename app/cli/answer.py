@@ -17,7 +17,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from app.cli.common import RunId, app, client, handled, out
+from app.cli.common import RunId, app, client, handled, json_object, out
 from app.client import RunHandle, Waiting
 from tasks import queries
 from workflows.errors import InvalidInputError, UnknownEventTypeError
@@ -45,7 +45,7 @@ def send(
         _print_waiting(handle, waiting)
         return
     cls = resolve_event(event_type, awaited=[w.event_type for w in waiting])
-    event = build_event(cls, _json_object(input))
+    event = build_event(cls, json_object(input, "the event's fields"))
     _target(handle, cls, waiting).send_event(event)
     out.print(f"sent {escape(cls.__name__)} to run {run_id}")
 
@@ -133,13 +133,3 @@ def build_event(cls: type[Event], data: dict[str, Any]) -> Event:
             f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in exc.errors()
         )
         raise InvalidInputError(f"invalid input for {cls.__name__}: {problems}") from exc
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"--input is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInputError("--input must be a JSON object of the event's fields")
-    return data

@@ -9,9 +9,11 @@ the variable), a bad topology and invalid option values; ``handled`` turns each 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, ParamSpec, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -23,7 +25,7 @@ from app.celery_app import create_app
 from app.client import Client
 from config import Settings, TopologyError
 from tasks.runtime import Runtime
-from workflows.errors import BatonError
+from workflows.errors import BatonError, InvalidInputError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,3 +106,19 @@ def status_text(state: str) -> str:
 
 def kind_text(kind: str) -> str:
     return f"[{KIND_STYLE.get(kind, 'white')}]{escape(kind)}[/]"
+
+
+def json_object(text: str, of: str) -> dict[str, Any]:
+    """``--input``: a JSON object (inline, or ``@file``) of ``of``; anything else, one line."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise InvalidInputError(f"--input {text}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--input is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"--input must be a JSON object of {of}")
+    return data

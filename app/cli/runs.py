@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +17,7 @@ from app.cli.common import (
     app,
     client,
     handled,
+    json_object,
     kind_text,
     out,
     status_text,
@@ -48,28 +48,13 @@ def submit(
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to --wait")] = 60.0,
 ) -> None:
     """Submit a run; prints its id (and, with --wait, its result as JSON)."""
-    data = _json_object(input)
+    data = json_object(input, "start event fields")
     baton = client()
     start = require_workflow(workflow).make_start_event(**data)
     handle = baton.submit(workflow, start, idempotency_key=key)
     typer.echo(handle.run_id)
     if wait:
         _print_result(handle, timeout)
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text()
-        except OSError as exc:
-            raise InvalidInputError(f"--input {text}: {exc.strerror}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"--input is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInputError("--input must be a JSON object of start event fields")
-    return data
 
 
 def _print_result(handle: RunHandle, timeout: float) -> None:
