@@ -26,6 +26,7 @@ from tasks.protocol import (
     LogKind,
     RunRecord,
     RunStatus,
+    Span,
 )
 from tasks.queries import guarded
 from tasks.runtime import Runtime, now
@@ -124,6 +125,13 @@ class RunHandle:
             {"id": e.id, "ms": e.ms, "kind": e.kind.value, "data": e.data}
             for e in queries.log_entries(self._rt, self.run_id)
         ]
+
+    def spans(self, children: bool = True) -> list[Span]:
+        """What ran so far, where and how long: a span per step delivery (a step that waits on
+        calls has one per resume, sharing its ``inv``) and per tool attempt, ordered by start;
+        with ``children``, those of the child runs too."""
+        queries.require_run(self._rt, self.run_id)
+        return queries.spans(self._rt, self.run_id, children)
 
     def stream_events(self, timeout: float | None = 60.0) -> Iterator[Event]:
         """Live: streamed events, input requests and the StopEvent, as they are written.

@@ -31,6 +31,10 @@ class Keys:
         """Hash: recorded answers of one step invocation's calls (call id -> JSON)."""
         return f"{self.prefix}:run:{run_id}:j:{inv}"
 
+    def spans(self, run_id: str) -> str:
+        """List: a span per step delivery and tool attempt (JSON, in the order they ended)."""
+        return f"{self.prefix}:run:{run_id}:spans"
+
     def wait(self, run_id: str, inv: str) -> str:
         """Hash: a suspended invocation: pending call count and how to resume it."""
         return f"{self.prefix}:run:{run_id}:w:{inv}"
@@ -102,6 +106,7 @@ class Keys:
         return [
             self.run(run_id),
             self.events(run_id),
+            self.spans(run_id),
             self.store(run_id),
             self.state_lock(run_id),
             self.done(run_id),

@@ -37,6 +37,7 @@ class Publisher:
             args=tuple(m.args.wire()),
             kwargs={},
             countdown=m.countdown,
+            retries=m.args.attempt - 1,  # what Flower shows as the task's retries
             # no time limits on the wire: the worker that runs the task applies its own (the
             # task's defaults, see ``tasks.registry``), the ones its visibility timeout covers
             ignore_result=True,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
-from tasks.protocol import DeadLetter, LogEntry, RunRecord, WaiterRecord, parse_entry
+from tasks.protocol import DeadLetter, LogEntry, RunRecord, Span, WaiterRecord, parse_entry
 from workflows.errors import InvalidInputError, PayloadError, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -135,6 +135,27 @@ def log_entries(rt: Runtime, run_id: str) -> list[LogEntry]:
     with store_errors():
         raw = rt.redis.xrange(rt.keys.events(run_id))
     return [parse_entry(entry_id, fields) for entry_id, fields in raw]
+
+
+def spans(rt: Runtime, run_id: str, children: bool = True) -> list[Span]:
+    """The run's spans (and its children's, their children's...), ordered by start. A round
+    trip per generation of the run tree, not per run."""
+    found: list[Span] = []
+    level, seen = [run_id], {run_id}
+    with store_errors():
+        while level:
+            pipe = rt.redis.pipeline(transaction=False)
+            for rid in level:
+                pipe.lrange(rt.keys.spans(rid), 0, -1)
+                pipe.smembers(rt.keys.children(rid))
+            replies = pipe.execute()
+            level = []
+            for raw_spans, kids in zip(replies[::2], replies[1::2], strict=True):
+                found += [Span.from_json(text) for text in raw_spans]
+                if children:
+                    level += sorted(str(k) for k in kids if str(k) not in seen)
+            seen.update(level)
+    return sorted(found, key=lambda s: (s.start, s.end))
 
 
 def follow_log(

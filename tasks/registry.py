@@ -16,8 +16,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from kombu import Exchange, Queue
 
 from tasks import deadletters, runs
+from tasks.attempts import Attempt, AttemptFailed, internal_failure, tell_celery
 from tasks.placement import step_task_name, tool_task_name
-from tasks.protocol import StepArgs, ToolArgs, compact
+from tasks.protocol import StepArgs, ToolArgs, Where, compact
 from tasks.runtime import Runtime
 from tasks.step_task import StepTask
 from tasks.time_limits import limit_seconds
@@ -35,6 +36,9 @@ TASK_OPTIONS: dict[str, Any] = {
     "ignore_result": True,
     "typing": False,
     "bind": True,
+    # an attempt that raised is told to Celery as AttemptFailed (see tasks.attempts): expected,
+    # so Celery logs one line; Baton's own record of the attempt carries the traceback
+    "throws": (AttemptFailed,),
 }
 
 
@@ -83,18 +87,24 @@ def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
         first_started: float | None = None,  # absent in a first attempt's messages (resumes too)
     ) -> None:
         args = StepArgs(run_id, inv_id, payload, attempt, first_started)
+        task_id, where = task.request.id, where_of(task.request)
+        ended: Attempt | None = None
         try:
-            StepTask(rt, workflow, step, args, task.request.id).run()
+            ended = StepTask(rt, workflow, step, args, task_id, where).run()
         except PayloadError as exc:  # a poison message: fail its run, keep the message
             deadletters.keep(rt, f"{name}: {exc}", compact(payload))
             runs.fail_run(rt, run_id, exc.to_info())
+            raise AttemptFailed(f"{name}[{task_id}]: {exc}") from None
         except SoftTimeLimitExceeded as exc:  # the asyncio pool's limit (prefork: a hard kill)
-            StepTask(rt, workflow, step, args, task.request.id).hard_timeout(limit_seconds(exc))
+            limit = limit_seconds(exc)
+            ended = StepTask(rt, workflow, step, args, task_id, where).hard_timeout(limit)
         except redis.RedisError:
             raise  # the store is away: the message comes back (unacked restore, the reaper)
         except Exception as exc:  # Baton could not run the step: the run fails, as data
-            log.exception("%s[%s]: could not run the step", name, task.request.id)
+            log.exception("%s[%s]: could not run the step", name, task_id)
             runs.fail_run(rt, run_id, internal_error(f"step {name}", exc))
+            raise internal_failure(name, task_id, exc) from exc
+        tell_celery(ended)
 
     run.__name__ = f"{workflow}__{step}"
     return run
@@ -105,17 +115,26 @@ def _tool_task(rt: Runtime, tool: str) -> Any:
         task: Any, run_id: str, inv_id: str, call_id: str, args: dict[str, Any], attempt: int
     ) -> None:
         tool_args = ToolArgs(run_id, inv_id, call_id, args, attempt)
+        task_id = task.request.id
         try:
-            run_tool(rt, tool, tool_args, task.request.id)
+            ended = run_tool(rt, tool, tool_args, task_id, where_of(task.request))
         except redis.RedisError:
             raise
         except Exception as exc:  # Baton could not run the call: the step gets the error
-            log.exception("tool %s[%s]: could not run the call", tool, task.request.id)
+            log.exception("tool %s[%s]: could not run the call", tool, task_id)
             info = internal_error(f"tool {tool}", exc)
-            runs.answer_call(rt, tool_args.address, JournalEntry.error(info), task.request.id)
+            runs.answer_call(rt, tool_args.address, JournalEntry.error(info), task_id)
+            raise internal_failure(f"tool {tool}", task_id, exc) from exc
+        tell_celery(ended)
 
     run.__name__ = f"tool__{tool}"
     return run
+
+
+def where_of(request: Any) -> Where:
+    """The queue this message came from and the worker running it, from Celery's request."""
+    info = getattr(request, "delivery_info", None) or {}
+    return Where(str(info.get("routing_key") or ""), str(getattr(request, "hostname", "") or ""))
 
 
 def internal_error(what: str, exc: BaseException) -> ErrorInfo:

@@ -18,6 +18,7 @@ from tasks.protocol import (
     Message,
     RunRecord,
     RunStatus,
+    Span,
     StepArgs,
     log_fields,
 )
@@ -213,22 +214,26 @@ def fail_past_deadline(rt: Runtime, run_id: str, parent: CallAddress | None = No
 
 
 def answer_call(
-    rt: Runtime, address: CallAddress, entry: JournalEntry, task_id: str | None = None
+    rt: Runtime,
+    address: CallAddress,
+    entry: JournalEntry,
+    task_id: str | None = None,
+    span: Span | None = None,
 ) -> None:
     """Journal a suspended call's answer; the last answer resumes the step (exactly once: the
     script itself sends the resume).
 
-    ``task_id``: the tool task that answered, done with its message in the same script.
+    ``task_id``: the tool task that answered, done with its message in the same script;
+    ``span``: its attempt's span, written in the same round trip.
     """
     k = rt.keys
-    unsent = rt.script("COMPLETE")(
-        keys=[
-            k.journal(address.run, address.inv),
-            k.wait(address.run, address.inv),
-            k.inflight(address.run),
-        ],
-        args=[address.call_id, entry.to_json(), task_id or ""],
-    )
+    keys = [k.journal(address.run, address.inv), k.wait(address.run, address.inv)]
+    keys.append(k.inflight(address.run))
+    args = [address.call_id, entry.to_json(), task_id or ""]
+    if span is not None:  # in the script: a pipeline carrying a script costs a round trip more
+        keys.append(k.spans(span.run))
+        args.append(span.to_json())
+    unsent = rt.script("COMPLETE")(keys=keys, args=args)
     if unsent:  # parked by a Baton that did not frame resumes yet (a rolling upgrade)
         rt.send([Message.from_json(unsent)])
 

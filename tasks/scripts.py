@@ -37,7 +37,8 @@ return 0
 """
 )
 
-# KEYS: journal, wait, inflight.  ARGV: call id, answer JSON, answering task id (or "").
+# KEYS: journal, wait, inflight[, spans].  ARGV: call id, answer JSON, answering task id (or
+# ""), the answering attempt's span JSON (with the spans key; written whatever else happens).
 # Records a call's answer once (HSETNX: a duplicate answer is ignored) and, when it was the
 # last pending call, sends the resume — exactly once (a wait record written before resumes were
 # framed at park time is returned for the caller to send).
@@ -45,6 +46,7 @@ COMPLETE = (
     RESUME
     + """
 if ARGV[3] ~= '' then redis.call('HDEL', KEYS[3], ARGV[3]) end
+if KEYS[4] then redis.call('RPUSH', KEYS[4], ARGV[4]) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end  -- the step already finished
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return false end
 if redis.call('EXISTS', KEYS[2]) == 0 then return false end

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from tasks import runs
-from tasks.protocol import CallAddress, Message, StepArgs
+from tasks.protocol import CallAddress, Message, Span, SpanKind, SpanOutcome, StepArgs, Where
 from tasks.runtime import Runtime
 from workflows._engine import core
 from workflows._engine.backend import Invocation
@@ -35,7 +35,7 @@ class Loaded:
 @dataclass
 class Delivery:
     """One delivery of one step invocation. ``started``: when this delivery began (wall
-    clock: the next attempt may run on another machine)."""
+    clock: the next attempt may run on another machine); ``where``: its queue and worker."""
 
     rt: Runtime
     cls: type[Workflow]
@@ -43,6 +43,7 @@ class Delivery:
     args: StepArgs
     task_id: str | None
     started: float
+    where: Where
 
     @property
     def run_id(self) -> str:
@@ -65,6 +66,23 @@ class Delivery:
         """Seconds since the first attempt began (never negative: clocks of two machines may
         disagree a little)."""
         return max(0.0, time.time() - self.first_started)
+
+    def span(self, outcome: SpanOutcome, error: str = "") -> Span:
+        """This delivery as a span, ending now."""
+        return Span(
+            SpanKind.STEP,
+            self.step.qualname,
+            self.run_id,
+            self.args.inv_id,
+            "",
+            self.args.attempt,
+            self.where.queue,
+            self.where.worker,
+            self.started,
+            time.time(),
+            outcome,
+            error,
+        )
 
     def invocation(self, state: Loaded) -> Invocation:
         """The invocation to run (or judge) for this delivery, on its journal as loaded."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 
 from tasks import runs
-from tasks.protocol import CallAddress, LogKind, RetryNote, StepArgs
+from tasks.attempts import Attempt
+from tasks.protocol import CallAddress, LogKind, RetryNote, SpanOutcome, StepArgs, error_line
 from tasks.step_delivery import Delivery, Loaded
 from tasks.step_hop import Hop, finish_message
 from workflows._engine import core
@@ -29,24 +30,28 @@ def failed(
     outcome: Failed,
     loaded: set[str],
     parent: CallAddress | None,
-) -> None:
+) -> Attempt:
     """The step raised: retry it, hand it to the error handler step, or fail the run."""
     log_attempt(d, inv.attempt, outcome.error)
     failure: ErrorInfo | None = None
+    retried = False
     for command in _react(d, inv, outcome.error):
         if isinstance(command, core.RetryStep):
             _retry(d, hop, inv, outcome.error, command, loaded)
+            retried = True
         elif isinstance(command, core.Dispatch):
             hop.messages += d.deliver(command.deliveries)
             hop.mark_done(inv.id)
         elif isinstance(command, core.FailRun):
             failure = command.error
-    hop.commit()
+    attempt = _attempt(d, outcome.error, retried)
+    hop.commit(attempt.span)
     if failure is not None:
         runs.fail_run(d.rt, d.run_id, failure, parent=parent)
+    return attempt
 
 
-def cannot_build(d: Delivery, error: ConfigurationError, state: Loaded) -> None:
+def cannot_build(d: Delivery, error: ConfigurationError, state: Loaded) -> Attempt:
     """The workflow's factory failed: a failure of this attempt, retried as the step's
     policy says of what the factory raised (it may pass: a model server briefly down).
     Else the run fails with the ConfigurationError naming the workflow (no error handler
@@ -57,14 +62,22 @@ def cannot_build(d: Delivery, error: ConfigurationError, state: Loaded) -> None:
     # the policy judges what the factory raised; a wrong type (no cause) is never retried
     cause = error.__cause__ if isinstance(error.__cause__, Exception) else error
     retry = next((c for c in _react(d, inv, cause) if isinstance(c, core.RetryStep)), None)
+    attempt = _attempt(d, error, retried=retry is not None)
     if retry is None:
         info = error.to_info(d.args.attempt)
         runs.fail_run(d.rt, d.run_id, info, parent=state.parent)
-        finish_message(d)
-        return
+        finish_message(d, attempt.span)
+        return attempt
     hop = Hop(d.rt, d.run_id, state.root, d.task_id)
     _retry(d, hop, inv, error, retry, set(state.journal))
-    hop.commit()
+    hop.commit(attempt.span)
+    return attempt
+
+
+def _attempt(d: Delivery, error: BaseException, retried: bool) -> Attempt:
+    outcome = SpanOutcome.RETRY if retried else SpanOutcome.FAILED
+    span = d.span(outcome, error_line(type_name(error), str(error)))
+    return Attempt(span, traceback_text(error))
 
 
 def log_attempt(d: Delivery, attempt: int, error: BaseException) -> None:

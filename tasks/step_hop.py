@@ -16,6 +16,7 @@ from tasks.protocol import (
     LogKind,
     Message,
     RunStatus,
+    Span,
     dump_messages,
     journal_fields,
     log_fields,
@@ -77,11 +78,18 @@ def _resend_outputs(d: Delivery, done: str) -> None:
     d.rt.send([m for m, f in zip(messages, finished, strict=True) if f is None])
 
 
-def finish_message(d: Delivery) -> None:
-    """A hop with nothing else to write: only the message is finished."""
+def finish_message(d: Delivery, span: Span | None = None) -> None:
+    """A hop with nothing else to write (but maybe its span): only the message is finished."""
     pipe = d.rt.redis.pipeline(transaction=False)
+    if span is not None:
+        write_span(d.rt, pipe, span)
     d.rt.finished(pipe, d.run_id, d.task_id)
     pipe.execute()
+
+
+def write_span(rt: Runtime, pipe: Any, span: Span) -> None:
+    """One command, on a pipeline about to be sent anyway: spans cost no round trip."""
+    pipe.rpush(rt.keys.spans(span.run), span.to_json())
 
 
 class Hop:
@@ -111,7 +119,10 @@ class Hop:
         """The invocation is finished: remember what it sent, so a redelivery resends it."""
         self.pipe.hset(self.rt.keys.done(self.run_id), inv_id, dump_messages(self.messages))
 
-    def commit(self) -> list[Any]:
+    def commit(self, span: Span | None = None) -> list[Any]:
+        """Send it all, with the delivery's span; the replies of the pipeline's commands."""
+        if span is not None:
+            write_span(self.rt, self.pipe, span)
         # the message is finished last: if Redis loses the tail of this round trip (a crash
         # under AOF everysec), a message still in flight is delivered again and resends
         self.rt.send(self.messages, self.pipe)

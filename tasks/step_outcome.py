@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tasks import runs
+from tasks.attempts import Attempt
 from tasks.backend import RedisBackend
 from tasks.protocol import (
     CallAddress,
     LogKind,
     Message,
+    SpanOutcome,
     ToolArgs,
     WaiterRecord,
     compact,
@@ -43,7 +45,7 @@ def effects_hop(d: Delivery, backend: RedisBackend, inv: Invocation) -> Hop:
 
 def completed(
     d: Delivery, hop: Hop, inv: Invocation, outcome: Completed, parent: CallAddress | None
-) -> None:
+) -> Attempt:
     """The step returned: log its output, send what accepts it, end the run on a StopEvent
     and mark the invocation done, all in one round trip."""
     for event in outcome.emitted.events:
@@ -65,12 +67,16 @@ def completed(
         answer = runs.finish_run(d.rt, d.run_id, finish.result, finish.stop_event, hop.pipe)
     hop.mark_done(inv.id)
     hop.pipe.delete(d.rt.keys.journal(d.run_id, inv.id))
-    replies = hop.commit()
+    span = d.span(SpanOutcome.COMPLETED)
+    replies = hop.commit(span)
     if answer is not None:
         runs.after_end(d.rt, d.run_id, replies[end_at], parent, answer)
+    return Attempt(span)
 
 
-def suspended(d: Delivery, hop: Hop, inv: Invocation, outcome: Suspended, loaded: set[str]) -> None:
+def suspended(
+    d: Delivery, hop: Hop, inv: Invocation, outcome: Suspended, loaded: set[str]
+) -> Attempt:
     """The step waits on calls: keep its journal, send its tool calls, start its children,
     register its waiters, and park it (PARK) to be resent by the last answer."""
     k = d.rt.keys
@@ -115,7 +121,9 @@ def suspended(d: Delivery, hop: Hop, inv: Invocation, outcome: Suspended, loaded
             root=hop.root,
             pipe=hop.pipe,
         )
-    hop.commit()
+    span = d.span(SpanOutcome.SUSPENDED)
+    hop.commit(span)
+    return Attempt(span)
 
 
 def _tool_message(d: Delivery, inv: Invocation, call: ToolCall) -> Message:

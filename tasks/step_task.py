@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import time
 
+from tasks.attempts import Attempt
 from tasks.backend import RedisBackend
-from tasks.protocol import StepArgs
+from tasks.protocol import StepArgs, Where
 from tasks.runtime import Runtime
 from tasks.step_delivery import Delivery
 from tasks.step_failure import cannot_build, failed
@@ -33,41 +34,49 @@ class StepTask:
     """One delivery of one step invocation."""
 
     def __init__(
-        self, rt: Runtime, workflow: str, step: str, args: StepArgs, task_id: str | None = None
+        self,
+        rt: Runtime,
+        workflow: str,
+        step: str,
+        args: StepArgs,
+        task_id: str | None = None,
+        where: Where | None = None,
     ) -> None:
         cls = require_workflow(workflow)
-        self.delivery = Delivery(rt, cls, cls.spec.steps[step], args, task_id, time.time())
+        spec = cls.spec.steps[step]
+        if where is None:  # not from a task's request (a hard limit reported by the main process)
+            where = Where(rt.placement.step_queue(cls, step))
+        self.delivery = Delivery(rt, cls, spec, args, task_id, time.time(), where)
 
-    def run(self) -> None:
+    def run(self) -> Attempt | None:
+        """Run the delivery; what it did (None: nothing, e.g. a duplicate)."""
         d = self.delivery
         state = load(d)
         if state is None:
             finish_message(d)
-            return
+            return None
         try:
             workflow = workflow_instance(d.cls)
         except ConfigurationError as exc:  # its factory failed: this attempt cannot run
-            cannot_build(d, exc, state)
-            return
+            return cannot_build(d, exc, state)
         inv = d.invocation(state)
         loaded = set(state.journal)
         backend = RedisBackend(d.rt, d.run_id, state.root, d.cls)
         outcome = d.rt.run(execute(workflow, d.step, Context(backend, inv), inv))
         hop = effects_hop(d, backend, inv)
         if isinstance(outcome, Completed):
-            completed(d, hop, inv, outcome, state.parent)
-        elif isinstance(outcome, Suspended):
-            suspended(d, hop, inv, outcome, loaded)
-        else:
-            failed(d, hop, inv, outcome, loaded, state.parent)
+            return completed(d, hop, inv, outcome, state.parent)
+        if isinstance(outcome, Suspended):
+            return suspended(d, hop, inv, outcome, loaded)
+        return failed(d, hop, inv, outcome, loaded, state.parent)
 
-    def hard_timeout(self, seconds: float) -> None:
+    def hard_timeout(self, seconds: float) -> Attempt | None:
         """Celery killed this step at its hard time limit (sync code the step's own asyncio
         timeout could not interrupt): a timeout, retried or failed as its policy says."""
         d = self.delivery
         state = load(d)
         if state is None:
-            return
+            return None
         d.started -= seconds  # the attempt began when the limit started counting
         inv = d.invocation(state)
         error = WorkflowTimeoutError(
@@ -75,4 +84,4 @@ class StepTask:
             step=d.step.qualname,
         )
         hop = Hop(d.rt, d.run_id, state.root, d.task_id)
-        failed(d, hop, inv, Failed(error), set(state.journal), state.parent)
+        return failed(d, hop, inv, Failed(error), set(state.journal), state.parent)

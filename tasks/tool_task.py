@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks import runs
-from tasks.protocol import LogKind, RetryNote, RunStatus, ToolArgs, log_fields
+from tasks.attempts import Attempt
+from tasks.protocol import (
+    LogKind,
+    RetryNote,
+    RunStatus,
+    Span,
+    SpanKind,
+    SpanOutcome,
+    ToolArgs,
+    Where,
+    error_line,
+    log_fields,
+)
 from tasks.runtime import MAX_DELIVERIES, Runtime
 from workflows._engine.records import JournalEntry
 from workflows._error_root import traceback_text
@@ -27,7 +40,11 @@ from workflows.tools import SyncMode, ToolSpec, as_tool_error, get_tool
 log = logging.getLogger("baton.worker")
 
 
-def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None) -> None:
+def run_tool(
+    rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None, where: Where | None = None
+) -> Attempt | None:
+    """Run one attempt of a call; what it did (None: nothing, e.g. the call was answered)."""
+    started = time.time()
     k, run_id = rt.keys, args.run_id
     pipe = rt.redis.pipeline(transaction=False)
     pipe.hget(k.run(run_id), "status")
@@ -45,8 +62,10 @@ def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None)
         if status != RunStatus.RUNNING:
             runs.expire_deliveries(rt, run_id, pipe)
         pipe.execute()
-        return
+        return None
     spec = get_tool(name)
+    where = where or Where(rt.placement.tool_queue(spec))
+    clock = _Clock(spec.name, args, where, started)
     if delivered > MAX_DELIVERIES:
         err = ToolError(
             f"tool {name} was delivered {delivered} times (its worker keeps dying)",
@@ -55,33 +74,64 @@ def run_tool(rt: Runtime, name: str, args: ToolArgs, task_id: str | None = None)
             attempts=args.attempt,
             retryable=False,
         )
-        runs.answer_call(rt, args.address, JournalEntry.error(err.to_info()), task_id)
-        return
+        span = clock.span(SpanOutcome.FAILED, err)
+        runs.answer_call(rt, args.address, JournalEntry.error(err.to_info()), task_id, span)
+        return Attempt(span)
     value, error = _attempt(rt, spec, args)
     # The soft limit's signal fires once; if it lands while the outcome is being reported,
     # report it again rather than lose it.
+    attempt = None
     for _ in range(2):
         try:
-            _report(rt, spec, args, task_id, value, error)
+            attempt = _report(rt, spec, args, task_id, value, error, clock)
             break
         except SoftTimeLimitExceeded:
             continue
     if error is not None:
         _log_failure(spec.name, args, error)
+    return attempt
 
 
-def hard_timeout(rt: Runtime, name: str, args: ToolArgs, task_id: str, seconds: float) -> None:
+def hard_timeout(
+    rt: Runtime, name: str, args: ToolArgs, task_id: str, seconds: float, where: Where | None = None
+) -> Attempt | None:
     """Celery killed the attempt at its hard time limit (the tool ignored the soft one)."""
     if not rt.redis.hexists(rt.keys.inflight(args.run_id), task_id):
-        return  # it reported before the kill landed
+        return None  # it reported before the kill landed
     spec = get_tool(name)
+    where = where or Where(rt.placement.tool_queue(spec))
+    clock = _Clock(spec.name, args, where, time.time() - seconds)
     timeout = ToolTimeout(
         f"tool {name} was stopped at its hard time limit ({seconds:g}s)",
         tool=name,
         type="ToolTimeout",
         attempts=args.attempt,
     )
-    _report(rt, spec, args, task_id, None, timeout)
+    return _report(rt, spec, args, task_id, None, timeout, clock)
+
+
+class _Clock:
+    """One attempt's span, from its start to the report that ends it."""
+
+    def __init__(self, name: str, args: ToolArgs, where: Where, started: float) -> None:
+        self.name, self.args, self.where, self.started = name, args, where, started
+
+    def span(self, outcome: SpanOutcome, error: ToolError | None = None) -> Span:
+        a = self.args
+        return Span(
+            SpanKind.TOOL,
+            self.name,
+            a.run_id,
+            a.inv_id,
+            a.call_id,
+            a.attempt,
+            self.where.queue,
+            self.where.worker,
+            self.started,
+            time.time(),
+            outcome,
+            "" if error is None else error_line(error.type, error.message),
+        )
 
 
 def _attempt(rt: Runtime, spec: ToolSpec, args: ToolArgs) -> tuple[Any, ToolError | None]:
@@ -125,11 +175,13 @@ def _report(
     task_id: str | None,
     value: Any,
     error: ToolError | None,
-) -> None:
+    clock: _Clock,
+) -> Attempt:
     """Answer the call, or send the next attempt when the policy allows one."""
     if error is None:
-        runs.answer_call(rt, args.address, JournalEntry.ok(value), task_id)
-        return
+        span = clock.span(SpanOutcome.COMPLETED)
+        runs.answer_call(rt, args.address, JournalEntry.ok(value), task_id, span)
+        return Attempt(span)
     attempt = args.attempt
     if error.retryable and spec.retry.allows(attempt + 1):
         delay = spec.retry.delay_before(attempt + 1)
@@ -137,10 +189,15 @@ def _report(
         note = RetryNote(
             what="tool", name=spec.name, attempt=attempt + 1, error=error.to_info(attempt)
         )
+        span = clock.span(SpanOutcome.RETRY, error)
         pipe = rt.redis.pipeline(transaction=False)
         pipe.xadd(rt.keys.events(args.run_id), log_fields(LogKind.RETRY, note.model_dump_json()))
+        pipe.rpush(rt.keys.spans(args.run_id), span.to_json())
         rt.send([message], pipe)
         rt.finished(pipe, args.run_id, task_id)
         pipe.execute()
-        return
-    runs.answer_call(rt, args.address, JournalEntry.error(error.to_info(attempt)), task_id)
+        return Attempt(span, error.traceback or "")
+    span = clock.span(SpanOutcome.FAILED, error)
+    entry = JournalEntry.error(error.to_info(attempt))
+    runs.answer_call(rt, args.address, entry, task_id, span)
+    return Attempt(span, error.traceback or "")

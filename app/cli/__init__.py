@@ -12,10 +12,10 @@ from app.cli.common import app, handled
 
 # the order `baton --help` lists the commands in
 # isort: off
-from app.cli import processes, runs, answer, inspection
+from app.cli import processes, runs, answer, inspection, deploy
 # isort: on
 
-__all__ = ["answer", "app", "handled", "inspection", "main", "processes", "runs"]
+__all__ = ["answer", "app", "deploy", "handled", "inspection", "main", "processes", "runs"]
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
-"""Commands that inspect the deployment: check, tools, dead letters, metrics."""
+"""Commands that inspect the deployment: check, tools, dead letters, metrics (printed or
+served: ``baton metrics --serve`` is docker compose's metrics service)."""
 
 from __future__ import annotations
 
 import json
+import signal
 from typing import Annotated
 
 import typer
@@ -15,7 +17,7 @@ from app.celery_app import import_workflows
 from app.cli.common import app, handled, out, runtime
 from config import Settings
 from tasks import queries
-from workflows.errors import WorkflowValidationError
+from workflows.errors import ConfigurationError, InvalidInputError, WorkflowValidationError
 from workflows.tools import all_tools
 from workflows.workflow import WorkflowCheck, check_workflows
 
@@ -99,6 +101,35 @@ def dead_letters(limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 2
 
 @app.command("metrics")
 @handled
-def show_metrics() -> None:
+def show_metrics(
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="serve them at /metrics until stopped (docker compose does)"),
+    ] = False,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535, help="with --serve; default BATON_METRICS_PORT"),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="with --serve: address to listen on (default 127.0.0.1)"),
+    ] = None,
+) -> None:
     """Queue depths, runs by status and dead letters, in Prometheus text format."""
-    typer.echo(metrics.exposition(runtime()), nl=False)
+    if not serve:
+        if port is not None or host is not None:
+            raise InvalidInputError("--port and --host need --serve")
+        typer.echo(metrics.exposition(runtime()), nl=False)
+        return
+    port = Settings().metrics_port if port is None else port
+    try:
+        server = metrics.MetricsServer(runtime(), port, host or "127.0.0.1").start()
+    except OSError as exc:
+        raise ConfigurationError(f"metrics port {port}: {exc.strerror or exc}") from exc
+    # In a container this is PID 1, which ignores SIGTERM without a handler: stop on it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    out.print(f"serving metrics on {server.url}", soft_wrap=True, markup=False)
+    try:
+        server.thread.join()
+    finally:
+        server.stop()

@@ -24,6 +24,7 @@ from app.cli.common import (
     when,
 )
 from app.client import RunHandle
+from app.gantt import OUTCOME_STYLE, GanttRow, gantt
 from tasks import queries
 from tasks.protocol import END_KINDS, LogEntry, RunStatus
 from tasks.runtime import Runtime
@@ -154,12 +155,19 @@ def _summary(data: Any) -> tuple[str, str]:
 
 @app.command()
 @handled
-def timeline(run_id: RunId) -> None:
-    """A run's event stream as a table: time offset, kind, what, data."""
-    rt = client().runtime
-    queries.require_run(rt, run_id)
-    entries = queries.log_entries(rt, run_id)
-    table = Table(title=f"run {run_id}", header_style="bold")
+def timeline(
+    run_id: RunId,
+    width: Annotated[int, typer.Option("--width", min=10, help="the chart's bar width")] = 40,
+) -> None:
+    """What ran where and how long (a Gantt chart of steps and tool calls), then the events."""
+    baton = client()
+    handle = baton.get(run_id)
+    handle.info()
+    rows = gantt(handle.spans(), run_id, width)
+    if rows:
+        out.print(_gantt_table(rows, run_id))
+    entries = queries.log_entries(baton.runtime, run_id)
+    table = Table(title=f"run {run_id}: events", header_style="bold")
     table.add_column("offset", justify="right", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("what", no_wrap=True)
@@ -174,6 +182,31 @@ def timeline(run_id: RunId) -> None:
             escape(detail),
         )
     out.print(table)
+
+
+def _gantt_table(rows: list[GanttRow], run_id: str) -> Table:
+    table = Table(title=f"run {run_id}: steps and tool calls", header_style="bold")
+    table.add_column("step / call", no_wrap=True)
+    table.add_column("try", justify="right")
+    table.add_column("queue", no_wrap=True)
+    table.add_column("worker", no_wrap=True)
+    table.add_column("start", justify="right", no_wrap=True)
+    table.add_column("took", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("outcome", overflow="fold")
+    for row in rows:
+        style = OUTCOME_STYLE.get(row.outcome.split(":", 1)[0], "white")
+        table.add_row(
+            escape(row.label),
+            row.attempt,
+            escape(row.queue),
+            escape(row.worker),
+            f"+{row.offset:.3f}s",
+            f"{row.duration:.3f}s",
+            f"[{style}]{row.bar}[/]",
+            f"[{style}]{escape(row.outcome)}[/]",
+        )
+    return table
 
 
 @app.command()

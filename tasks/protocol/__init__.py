@@ -3,9 +3,10 @@
 What travels: task messages (:class:`Message` with :class:`StepArgs` or :class:`ToolArgs`),
 call addresses (:class:`CallAddress`: where an answer goes), waiter records, run-log entries
 (:class:`LogKind`, :func:`log_fields`, :func:`parse_entry`), run hashes (:class:`RunRecord`),
-in-flight records and dead letters. Journal entries are :class:`JournalEntry` (shared with the
-in-process runtime). ``docs/distributed.md`` lists them with the Redis keys and the Lua
-scripts' contracts; ``tests/unit/test_wire_format.py`` pins each shape.
+in-flight records, dead letters and spans (:class:`Span`: what one delivery did). Journal
+entries are :class:`JournalEntry` (shared with the in-process runtime). ``docs/distributed.md``
+lists them with the Redis keys and the Lua scripts' contracts; ``tests/unit/test_wire_format.py``
+pins each shape.
 """
 
 from tasks.protocol._json import compact
@@ -30,6 +31,7 @@ from tasks.protocol.runlog import (
     log_fields,
     parse_entry,
 )
+from tasks.protocol.spans import Span, SpanKind, SpanOutcome, Where, error_line
 from tasks.protocol.state import (
     EFFECTS_FIELD,
     CallAddress,
@@ -57,12 +59,17 @@ __all__ = [
     "RetryNote",
     "RunRecord",
     "RunStatus",
+    "Span",
+    "SpanKind",
+    "SpanOutcome",
     "StepArgs",
     "TaskArgs",
     "ToolArgs",
     "WaiterRecord",
+    "Where",
     "compact",
     "dump_messages",
+    "error_line",
     "journal_fields",
     "log_fields",
     "parse_entry",

@@ -1,0 +1,66 @@
+"""How a delivery ended, told to Celery once Baton has committed it, so Flower shows the truth.
+
+Baton keeps its own semantics: an attempt's failure is data (a retry it sends itself, a
+``ToolError`` for the calling step, a failed run), and the message is acknowledged once. Celery
+only sees what the task function does at the very end: returning is SUCCESS; raising
+:class:`AttemptFailed` is FAILURE (acknowledged: ``task_acks_on_failure_or_timeout``);
+raising ``celery.exceptions.Retry`` is RETRY (acknowledged; Celery sends nothing itself, Baton
+already did). Both carry the attempt's traceback, which Flower shows on the task's page.
+
+Tasks declare ``throws=(AttemptFailed,)``: Celery then logs the failure in one line at INFO, and
+the one full record of the attempt (with its traceback) stays Baton's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery.exceptions import Retry
+
+from tasks.protocol import Span, SpanOutcome
+
+
+class AttemptFailed(Exception):
+    """What Celery sees of an attempt that raised (its message names the run, the step or tool
+    and the attempt; its cause carries the attempt's traceback)."""
+
+
+class RemoteTraceback(Exception):
+    """A traceback kept as text (it may come from a thread, an event loop or another process),
+    chained as the cause so Celery's formatted traceback shows it (as ``concurrent.futures``
+    does for a process pool's errors)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text.rstrip()}\n"""'
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One committed delivery: its span, and for a failed attempt its traceback text."""
+
+    span: Span
+    traceback: str = ""
+
+
+def tell_celery(attempt: Attempt | None) -> None:
+    """Return (SUCCESS) or raise what makes Celery record the attempt as it ended."""
+    if attempt is None or attempt.span.outcome not in (SpanOutcome.FAILED, SpanOutcome.RETRY):
+        return
+    span = attempt.span
+    what = f"tool {span.name}" if span.call else f"step {span.name}"
+    summary = f"{span.error or 'failed'} (run {span.run}, {what}, attempt {span.attempt})"
+    cause = RemoteTraceback(attempt.traceback) if attempt.traceback else None
+    if span.outcome is SpanOutcome.RETRY:
+        raise Retry(
+            f"{summary}; Baton sent attempt {span.attempt + 1}", AttemptFailed(summary)
+        ) from cause
+    raise AttemptFailed(summary) from cause
+
+
+def internal_failure(what: str, task_id: str, exc: BaseException) -> AttemptFailed:
+    """Baton's own code failed on this message (the run already failed as data)."""
+    return AttemptFailed(f"{what}[{task_id}]: Baton could not run it: {type(exc).__name__}: {exc}")
