@@ -73,6 +73,32 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
+class RunState:
+    """Where a run stands, in terms a user can act on.
+
+    ``state``: ``queued`` (its next messages wait on ``queues`` and none started), ``running``,
+    ``waiting for input`` (for ``awaiting`` event types: answer with ``send_event``), or how it
+    ended: ``completed``, ``failed``, ``cancelled``. ``unserved``: the queues it has messages on
+    that no live worker consumes (start one: ``baton worker -Q <queue>``)."""
+
+    state: str
+    queues: tuple[str, ...] = ()
+    unserved: tuple[str, ...] = ()
+    awaiting: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line, e.g. ``queued on llm (no worker consumes llm)``."""
+        text = self.state
+        if self.state == "queued" and self.queues:
+            text += f" on {', '.join(self.queues)}"
+        elif self.state == "waiting for input" and self.awaiting:
+            text += f" ({', '.join(t.rsplit('.', 1)[-1] for t in self.awaiting)})"
+        if self.unserved:
+            text += f" (no worker consumes {', '.join(self.unserved)})"
+        return text
+
+
+@dataclass(frozen=True)
 class Waiting:
     """A step waiting for input: the run it belongs to (the run asked, or a child of it), the
     event type it waits for (a type tag) and the field values that event must carry."""
@@ -181,6 +207,23 @@ class RunHandle:
             for w in queries.waiters(self._rt, record.root)
             if record.root == self.run_id or w.address.run == self.run_id
         ]
+
+    def state(self) -> RunState:
+        """Where the run stands: queued (on which queues, and whether any worker consumes
+        them), running, waiting for input (for what), or how it ended."""
+        record = queries.require_run(self._rt, self.run_id)
+        if record.status is not RunStatus.RUNNING:
+            return RunState(record.status.value)
+        awaiting = tuple(dict.fromkeys(w.event_type for w in self.waiting()))
+        now_doing = queries.activity(self._rt, self.run_id)
+        served = {q for w in queries.live_workers(self._rt) for q in w.queues}
+        queues = tuple(sorted(now_doing.queued))
+        unserved = tuple(q for q in queues if q not in served)
+        if awaiting and not now_doing.started:
+            return RunState("waiting for input", queues, unserved, awaiting)
+        if queues and not now_doing.started:
+            return RunState("queued", queues, unserved, awaiting)
+        return RunState("running", queues, unserved, awaiting)
 
     def cancel(self) -> bool:
         """Stop the run: no further step starts, queued tasks are revoked; True if it was live."""

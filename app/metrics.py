@@ -2,8 +2,11 @@
 
 Flower's ``/metrics`` has no queue depth and no per-queue series (flower#1294), so Baton
 exports its own: messages waiting per queue, unacknowledged messages, runs by status among
-the latest runs, and the dead-letter count. ``baton metrics`` prints them; ``baton up``
-serves them on ``BATON_METRICS_PORT``.
+the latest runs, the dead-letter count, live workers and their slots per queue (from the
+heartbeat registry), and per step and tool name duration histograms by outcome with counters
+of failed and retried attempts (summed from every worker's spans by ``tasks.metric_counts``,
+which flushes each process's counts every few seconds). ``baton metrics`` prints them;
+``baton up`` serves them on ``BATON_METRICS_PORT``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tasks import queries
+from tasks import metric_counts, queries
 from tasks.protocol import RunStatus
 from tasks.runtime import Runtime
 from workflows.errors import StoreUnavailableError
@@ -30,13 +33,46 @@ class Gauge:
     name: str
     help: str
     samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
+    type: str = "gauge"
 
     def render(self) -> str:
-        lines = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} gauge"]
-        for labels, value in self.samples:
-            inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
-            lines.append(f"{self.name}{{{inner}}} {value:g}" if inner else f"{self.name} {value:g}")
+        lines = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.type}"]
+        lines += [_sample(self.name, labels, value) for labels, value in self.samples]
         return "\n".join(lines)
+
+
+def counter(name: str, help: str, samples: list[tuple[dict[str, str], float]]) -> Gauge:
+    """A counter family (its name ends in ``_total``; its values only grow)."""
+    return Gauge(name, help, samples, "counter")
+
+
+@dataclass
+class Histogram:
+    """A histogram family: per label set, cumulative ``_bucket{le}``, ``_sum`` and ``_count``."""
+
+    name: str
+    help: str
+    series: list[tuple[dict[str, str], metric_counts.Series]] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} histogram"]
+        for labels, s in self.series:
+            for le, n in s.cumulative():
+                lines.append(_sample(f"{self.name}_bucket", {**labels, "le": le}, float(n)))
+            lines.append(_sample(f"{self.name}_sum", labels, s.sum))
+            lines.append(_sample(f"{self.name}_count", labels, float(s.count)))
+        return "\n".join(lines)
+
+
+def _sample(name: str, labels: dict[str, str], value: float) -> str:
+    inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+    return f"{name}{{{inner}}} {_number(value)}" if inner else f"{name} {_number(value)}"
+
+
+def _number(value: float) -> str:
+    """Whole numbers exactly (a counter past a million stays exact), others in full."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
 def queues(rt: Runtime) -> list[str]:
@@ -45,7 +81,7 @@ def queues(rt: Runtime) -> list[str]:
     return sorted({*rt.topology.queues, *declared})
 
 
-def collect(rt: Runtime, sample: int = DEFAULT_SAMPLE) -> list[Gauge]:
+def collect(rt: Runtime, sample: int = DEFAULT_SAMPLE) -> list[Gauge | Histogram]:
     """Read every gauge; if Redis is unreachable only ``baton_store_up 0`` is reported."""
     up = Gauge("baton_store_up", "1 if Redis answered this scrape, else 0.")
     try:
@@ -62,7 +98,7 @@ def exposition(rt: Runtime, sample: int = DEFAULT_SAMPLE) -> str:
     return "\n".join(g.render() for g in collect(rt, sample)) + "\n"
 
 
-def _read(rt: Runtime, sample: int) -> list[Gauge]:
+def _read(rt: Runtime, sample: int) -> list[Gauge | Histogram]:
     counts = queries.store_counts(rt, queues(rt))
     depth = Gauge(
         "baton_queue_depth",
@@ -87,7 +123,72 @@ def _read(rt: Runtime, sample: int) -> list[Gauge]:
             "Rejected messages kept in the dead-letter list.",
             [({}, float(counts.dead_letters))],
         ),
+        *_workers(rt),
+        *_spans(rt),
     ]
+
+
+def _workers(rt: Runtime) -> list[Gauge]:
+    """Live workers and their slots per queue; every known queue, 0 when none consumes it."""
+    live = queries.live_workers(rt)
+    names = sorted({*queues(rt), *(q for w in live for q in w.queues)})
+    workers = dict.fromkeys(names, 0.0)
+    slots = dict.fromkeys(names, 0.0)
+    for w in live:
+        for q in set(w.queues):
+            workers[q] += 1
+            slots[q] += w.concurrency
+    return [
+        Gauge(
+            "baton_workers",
+            "Live workers (fresh heartbeat) consuming a queue.",
+            [({"queue": q}, n) for q, n in workers.items()],
+        ),
+        Gauge(
+            "baton_worker_slots",
+            "Summed concurrency of the live workers consuming a queue.",
+            [({"queue": q}, n) for q, n in slots.items()],
+        ),
+    ]
+
+
+def _spans(rt: Runtime) -> list[Gauge | Histogram]:
+    """Duration histograms and failure/retry counters, from the spans every worker counted."""
+    with queries.store_errors():
+        series = metric_counts.read(rt)
+    out: list[Gauge | Histogram] = []
+    for kind in ("step", "tool"):
+        mine = [s for s in series if s.kind == kind]
+        what, whats = (
+            ("step delivery", "Step deliveries")
+            if kind == "step"
+            else ("tool attempt", "Tool attempts")
+        )
+        out.append(
+            Histogram(
+                f"baton_{kind}_duration_seconds",
+                f"Seconds per {what}, by {kind} name and outcome "
+                "(completed, suspended, retry, failed).",
+                [({"name": s.name, "outcome": s.outcome}, s) for s in mine],
+            )
+        )
+        names = sorted({s.name for s in mine})
+        for outcome, family, verb in (
+            ("failed", "failures", "failed"),
+            ("retry", "retries", "were retried"),
+        ):
+            totals = dict.fromkeys(names, 0.0)
+            for s in mine:
+                if s.outcome == outcome:
+                    totals[s.name] += s.count
+            out.append(
+                counter(
+                    f"baton_{kind}_{family}_total",
+                    f"{whats} that {verb}, by {kind} name.",
+                    [({"name": n}, v) for n, v in totals.items()],
+                )
+            )
+    return out
 
 
 def _runs_by_status(rt: Runtime, sample: int) -> Gauge:

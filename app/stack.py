@@ -74,6 +74,22 @@ class Proc:
             return ""
 
 
+def flower_command(port: int) -> list[str]:
+    """Flower on loopback, built from Baton's app (prefixed queues read right), bounded in
+    memory; basic auth comes through its environment (``FLOWER_BASIC_AUTH``)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        CELERY_APP,
+        "flower",
+        f"--port={port}",
+        "--address=127.0.0.1",
+        "--max_tasks=10000",
+    ]
+
+
 def worker_command(queue: str, spec: QueueSpec, loglevel: str = "INFO") -> list[str]:
     """The celery worker command line for one queue (``baton worker`` and ``baton up``);
     run it with :func:`pool_env` added to the environment."""
@@ -334,17 +350,7 @@ class LocalStack:
             raise StackError(
                 f"Flower's port {port} is in use: set BATON_FLOWER_PORT, or run with --no-flower"
             )
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            CELERY_APP,
-            "flower",
-            f"--port={port}",
-            "--address=127.0.0.1",
-            "--max_tasks=10000",
-        ]
+        cmd = flower_command(port)
         # basic auth through Flower's environment, so the password is not on the command line
         env = {**self.env, "FLOWER_BASIC_AUTH": f"{self.base.flower_user}:{self.flower_password}"}
         proc = self._spawn("flower", cmd, env)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Make this checkout ready to run: uv, the project's .venv (dev tools included) and redis-server.
+# Make this checkout ready to run: uv, the project's .venv (dev tools included), redis-server
+# and chromium (for the browser tests).
 # Idempotent and quiet on success; safe to run before every test or demo run.
-# Needs Python 3.11 and pip; installs redis-server with apt-get when run as root.
+# Needs Python 3.11 and pip; installs redis-server and chromium (for tests/browser) with apt-get
+# when run as root.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -67,6 +69,19 @@ ensure_redis() {
     have redis-server || die "redis-server still not on PATH after apt-get"
 }
 
+ensure_chromium() {
+    # tests/browser drive Debian's chromium through Playwright, which never downloads a browser.
+    [[ -x /usr/bin/chromium ]] && return
+    [[ "$(id -u)" == 0 ]] || die "/usr/bin/chromium not found: install it (Debian: sudo apt-get install chromium)"
+    say "installing chromium with apt-get"
+    local rc=0
+    export DEBIAN_FRONTEND=noninteractive
+    quietly apt-get update && quietly apt-get install -y --no-install-recommends chromium || rc=$?
+    [[ "$rc" == 0 ]] || die "apt-get install chromium failed"
+    [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium still missing after apt-get"
+}
+
 ensure_uv
 sync_venv
 ensure_redis
+ensure_chromium

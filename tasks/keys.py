@@ -67,6 +67,19 @@ class Keys:
         """Set: ids of runs that are running (what the reaper looks at)."""
         return f"{self.prefix}:live"
 
+    def workers(self) -> str:
+        """Sorted set: live workers' names by their last heartbeat (``tasks.heartbeat``)."""
+        return f"{self.prefix}:workers"
+
+    def worker(self, name: str) -> str:
+        """String: a live worker's record (JSON); expires unless its heartbeat renews it."""
+        return f"{self.prefix}:worker:{name}"
+
+    def metrics(self) -> str:
+        """Hash: step and tool duration histograms and outcome counts, summed over every
+        process (``tasks.metric_counts``); only grows, never expires (bounded by names)."""
+        return f"{self.prefix}:metrics"
+
     def reaper_lock(self) -> str:
         return f"{self.prefix}:reaper"
 

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
-from tasks.protocol import DeadLetter, LogEntry, RunRecord, Span, WaiterRecord, parse_entry
+from tasks import heartbeat
+from tasks.protocol import (
+    DeadLetter,
+    InflightRecord,
+    LogEntry,
+    RunRecord,
+    Span,
+    WaiterRecord,
+    parse_entry,
+)
+from tasks.protocol.workers import WorkerRecord
 from workflows.errors import InvalidInputError, PayloadError, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -115,18 +125,6 @@ def waiters(rt: Runtime, root_run_id: str) -> list[WaiterRecord]:
     return [WaiterRecord.from_json(str(raw[field])) for field in sorted(raw)]
 
 
-def awaited_types(rt: Runtime, root_run_ids: list[str]) -> dict[str, list[str]]:
-    """For listing many runs in one round trip: root run id -> the event types (type tags)
-    its steps or its children's wait for; runs that wait for nothing are left out."""
-    with store_errors():
-        raws = _pipelined(rt, [("hvals", rt.keys.waiters(i)) for i in root_run_ids])
-    tags = {
-        run_id: sorted({WaiterRecord.from_json(str(text)).tag for text in raw})
-        for run_id, raw in zip(root_run_ids, raws, strict=True)
-    }
-    return {run_id: found for run_id, found in tags.items() if found}
-
-
 # --- the run log ---------------------------------------------------------------------------
 
 
@@ -137,25 +135,61 @@ def log_entries(rt: Runtime, run_id: str) -> list[LogEntry]:
     return [parse_entry(entry_id, fields) for entry_id, fields in raw]
 
 
-def spans(rt: Runtime, run_id: str, children: bool = True) -> list[Span]:
-    """The run's spans (and its children's, their children's...), ordered by start. A round
-    trip per generation of the run tree, not per run."""
-    found: list[Span] = []
-    level, seen = [run_id], {run_id}
+def run_tree(rt: Runtime, run_id: str) -> list[str]:
+    """The run and its children, their children...: a round trip per generation."""
+    tree, level = [run_id], [run_id]
     with store_errors():
         while level:
             pipe = rt.redis.pipeline(transaction=False)
             for rid in level:
-                pipe.lrange(rt.keys.spans(rid), 0, -1)
                 pipe.smembers(rt.keys.children(rid))
-            replies = pipe.execute()
-            level = []
-            for raw_spans, kids in zip(replies[::2], replies[1::2], strict=True):
-                found += [Span.from_json(text) for text in raw_spans]
-                if children:
-                    level += sorted(str(k) for k in kids if str(k) not in seen)
-            seen.update(level)
+            level = sorted({str(k) for kids in pipe.execute() for k in kids} - set(tree))
+            tree += level
+    return tree
+
+
+def spans(rt: Runtime, run_id: str, children: bool = True) -> list[Span]:
+    """The run's spans (and its children's, with ``children``), ordered by start."""
+    ids = run_tree(rt, run_id) if children else [run_id]
+    with store_errors():
+        raws = _pipelined(rt, [("lrange", rt.keys.spans(rid), 0, -1) for rid in ids])
+    found = [Span.from_json(text) for raw in raws for text in raw]
     return sorted(found, key=lambda s: (s.start, s.end))
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What a live run tree's messages are doing: how many wait on each queue (sent, never
+    started) and how many started (running now, or about to be redelivered)."""
+
+    queued: dict[str, int]
+    started: int
+
+
+def activity(rt: Runtime, run_id: str) -> Activity:
+    """The in-flight messages of the run and its children, started or still queued."""
+    ids = run_tree(rt, run_id)
+    calls: list[tuple[Any, ...]] = []
+    for rid in ids:
+        calls += [("hgetall", rt.keys.inflight(rid)), ("hkeys", rt.keys.deliveries(rid))]
+    with store_errors():
+        raws = _pipelined(rt, calls)
+    queued: Counter[str] = Counter()
+    started = 0
+    for inflight, delivered in zip(raws[::2], raws[1::2], strict=True):
+        begun = set(delivered)
+        for task_id, text in inflight.items():
+            if task_id in begun:
+                started += 1
+            else:
+                queued[InflightRecord.from_json(text).message.queue] += 1
+    return Activity(dict(queued), started)
+
+
+def live_workers(rt: Runtime) -> list[WorkerRecord]:
+    """The workers whose heartbeat is fresh (``tasks.heartbeat``), by name."""
+    with store_errors():
+        return heartbeat.live_workers(rt)
 
 
 def follow_log(

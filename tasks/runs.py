@@ -84,8 +84,10 @@ def create_run(
     envelope = dumps(start, rt.settings.max_payload_bytes)
     messages = start_messages(rt, workflow, run_id, start)
     k, ts = rt.keys, now()
+    module = require_workflow(workflow).__module__
+    status = RunStatus.RUNNING
     record = RunRecord(
-        run_id, workflow, RunStatus.RUNNING, ts, ts, root or run_id, parent, deadline, envelope
+        run_id, workflow, status, ts, ts, root or run_id, parent, deadline, envelope, module=module
     )
     writes = Batch()
     writes.hset(k.run(run_id), mapping=record.fields())

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import runs
+from tasks.metric_counts import observe
 from tasks.protocol import (
     CallAddress,
     LogKind,
@@ -90,6 +91,7 @@ def finish_message(d: Delivery, span: Span | None = None) -> None:
 def write_span(rt: Runtime, pipe: Any, span: Span) -> None:
     """One command, on a pipeline about to be sent anyway: spans cost no round trip."""
     pipe.rpush(rt.keys.spans(span.run), span.to_json())
+    observe(rt, span)  # in memory: flushed to the metrics hash by a thread, off the hop path
 
 
 class Hop:

@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks import runs
 from tasks.attempts import Attempt
+from tasks.metric_counts import observe
 from tasks.protocol import (
     LogKind,
     RetryNote,
@@ -65,7 +66,7 @@ def run_tool(
         return None
     spec = get_tool(name)
     where = where or Where(rt.placement.tool_queue(spec))
-    clock = _Clock(spec.name, args, where, started)
+    clock = _Clock(spec.name, args, where, started, rt)
     if delivered > MAX_DELIVERIES:
         err = ToolError(
             f"tool {name} was delivered {delivered} times (its worker keeps dying)",
@@ -100,7 +101,7 @@ def hard_timeout(
         return None  # it reported before the kill landed
     spec = get_tool(name)
     where = where or Where(rt.placement.tool_queue(spec))
-    clock = _Clock(spec.name, args, where, time.time() - seconds)
+    clock = _Clock(spec.name, args, where, time.time() - seconds, rt)
     timeout = ToolTimeout(
         f"tool {name} was stopped at its hard time limit ({seconds:g}s)",
         tool=name,
@@ -113,12 +114,15 @@ def hard_timeout(
 class _Clock:
     """One attempt's span, from its start to the report that ends it."""
 
-    def __init__(self, name: str, args: ToolArgs, where: Where, started: float) -> None:
-        self.name, self.args, self.where, self.started = name, args, where, started
+    def __init__(
+        self, name: str, args: ToolArgs, where: Where, started: float, rt: Runtime
+    ) -> None:
+        self.name, self.args, self.where, self.started, self.rt = name, args, where, started, rt
 
     def span(self, outcome: SpanOutcome, error: ToolError | None = None) -> Span:
+        """The attempt's span, also counted in the metrics (``tasks.metric_counts``)."""
         a = self.args
-        return Span(
+        span = Span(
             SpanKind.TOOL,
             self.name,
             a.run_id,
@@ -132,6 +136,8 @@ class _Clock:
             outcome,
             "" if error is None else error_line(error.type, error.message),
         )
+        observe(self.rt, span)
+        return span
 
 
 def _attempt(rt: Runtime, spec: ToolSpec, args: ToolArgs) -> tuple[Any, ToolError | None]:

@@ -15,8 +15,10 @@ from rich.table import Table
 from app import metrics
 from app.celery_app import import_workflows
 from app.cli.common import app, handled, out, runtime
+from app.cli.workers import coverage, served_by
 from config import Settings
 from tasks import queries
+from tasks.placement import tool_task_name
 from workflows.errors import ConfigurationError, InvalidInputError, WorkflowValidationError
 from workflows.tools import all_tools
 from workflows.workflow import WorkflowCheck, check_workflows
@@ -63,19 +65,26 @@ def _print_check(result: WorkflowCheck) -> None:
 def tools(
     as_json: Annotated[bool, typer.Option("--json", help="print the schemas as JSON")] = False,
 ) -> None:
-    """Registered tools: queue, timeout, retries and JSON schema (function-calling format)."""
-    place = runtime().placement
+    """Registered tools: queue, timeout, retries, JSON schema (function-calling format) and the
+    live workers that can run each."""
+    rt = runtime()
+    place = rt.placement
     specs = sorted(all_tools().values(), key=lambda s: s.name)
     if as_json:
         typer.echo(json.dumps([s.json_schema() for s in specs], indent=2))
         return
+    live = queries.live_workers(rt)
+    served = served_by(live)
     for spec in specs:
         timeout = f"{spec.timeout:g}s" if spec.timeout is not None else "none"
+        queue = place.tool_queue(spec)
         out.rule(f"[bold]{spec.name}[/]", align="left")
         out.print(
-            f"queue {place.tool_queue(spec)}, timeout {timeout}, "
+            f"queue {queue}, timeout {timeout}, "
             f"attempts {spec.retry.max_attempts}, mode {place.tool_mode(spec)}"
         )
+        if place.tool_mode(spec) != "inprocess":
+            out.print(f"live workers: {coverage(tool_task_name(spec.name), queue, live, served)}")
         if spec.description:
             out.print(escape(spec.description))
         out.print(JSON.from_data(spec.json_schema()["parameters"]))

@@ -23,13 +23,14 @@ from app.cli.common import (
     status_text,
     when,
 )
-from app.client import RunHandle
+from app.cli.follow import wait_and_print
+from app.client import RunHandle, RunState
 from app.gantt import OUTCOME_STYLE, GanttRow, gantt
 from tasks import queries
 from tasks.protocol import END_KINDS, LogEntry, RunStatus
 from tasks.runtime import Runtime
 from workflows.codec import decode_event, from_data, loads
-from workflows.errors import InvalidInputError, RunError, type_name
+from workflows.errors import InvalidInputError
 from workflows.events import StartEvent
 from workflows.workflow import require_workflow
 
@@ -45,27 +46,33 @@ def submit(
         typer.Option("--input", "-i", help="start event fields as a JSON object, or @file.json"),
     ] = "{}",
     key: Annotated[str | None, typer.Option("--key", help="idempotency key")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="wait for the result")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="follow the run live (on stderr), then print its result")
+    ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to --wait")] = 60.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="--wait without progress")] = False,
 ) -> None:
-    """Submit a run; prints its id (and, with --wait, its result as JSON)."""
+    """Submit a run; prints its id (and, with --wait, its progress, then its result as JSON).
+
+    Warns (on stderr) when no live worker consumes the queue its first steps wait on."""
     data = json_object(input, "start event fields")
     baton = client()
     start = require_workflow(workflow).make_start_event(**data)
     handle = baton.submit(workflow, start, idempotency_key=key)
     typer.echo(handle.run_id)
+    _warn_unserved(handle)
     if wait:
-        _print_result(handle, timeout)
+        wait_and_print(handle, timeout, live=not quiet)
 
 
-def _print_result(handle: RunHandle, timeout: float) -> None:
-    try:
-        result = handle.result(timeout=timeout)
-    except RunError as exc:
-        raise RunError(
-            f"run {handle.run_id} {handle.status()}: {type_name(exc)}: {exc.message}"
-        ) from exc
-    typer.echo(json.dumps(to_jsonable_python(result, fallback=repr)))  # models, sets, dates...
+def _warn_unserved(handle: RunHandle) -> None:
+    state = handle.state()
+    for queue in state.unserved:
+        typer.echo(
+            f"warning: no worker consumes queue {queue!r}: the run waits until one does "
+            f"(start one: baton worker -Q {queue})",
+            err=True,
+        )
 
 
 @app.command()
@@ -78,12 +85,8 @@ def status(run_id: RunId) -> None:
     grid.add_row("run", record.run_id)
     grid.add_row("workflow", record.workflow)
     grid.add_row("status", status_text(record.status.value))
-    waits = [w.event_type for w in client().get(run_id).waiting()]
-    if waits and record.status is RunStatus.RUNNING:
-        asked = ", ".join(waits)
-        grid.add_row(
-            "waiting", escape(f"for input: {asked} (answer: baton send {run_id} TYPE -i JSON)")
-        )
+    if record.status is RunStatus.RUNNING:
+        grid.add_row("state", _state_line(client().get(run_id).state(), run_id))
     grid.add_row("created", when(record.created))
     grid.add_row("updated", f"{when(record.updated)} (+{record.updated - record.created:.3f}s)")
     if record.parent_run:
@@ -96,6 +99,17 @@ def status(run_id: RunId) -> None:
     out.print(grid)
     for text in _tracebacks(record.error.model_dump() if record.error else {}):
         typer.echo(text.rstrip("\n"))  # plain: rich would wrap and restyle it
+
+
+def _state_line(state: RunState, run_id: str) -> str:
+    """A live run's state, with what to do about it."""
+    line = escape(state.describe())
+    if state.awaiting:
+        short = state.awaiting[0].rsplit(".", 1)[-1]
+        line += escape(f"; answer: baton send {run_id} {short} -i JSON")
+    if state.unserved:
+        line += escape(f"; start one: baton worker -Q {state.unserved[0]}")
+    return line
 
 
 def _tracebacks(info: dict[str, Any]) -> Iterator[str]:
@@ -222,8 +236,6 @@ def runs(
         raise InvalidInputError(f"unknown status {status!r} (one of: {', '.join(STATUS_STYLE)})")
     baton = client()
     infos = baton.runs(status=status, limit=limit)
-    running = [i.run_id for i in infos if i.status == "running"]
-    awaited = queries.awaited_types(baton.runtime, running)
     table = Table(header_style="bold")
     table.add_column("run", no_wrap=True, min_width=32)
     for column in ("workflow", "status", "created", "took", "error"):
@@ -232,9 +244,8 @@ def runs(
         took = f"{info.updated - info.created:.3f}s" if info.status != "running" else ""
         error = escape(info.error.type) if info.error else ""
         state = status_text(info.status)
-        if info.run_id in awaited:  # the state a user can act on: answer it (baton send)
-            types = ", ".join(t.rsplit(".", 1)[-1] for t in awaited[info.run_id])
-            state = f"waiting for input ({escape(types)})"
+        if info.status == "running":  # the state a user can act on: queued, waiting for input
+            state = status_text(baton.get(info.run_id).state().describe())
         table.add_row(info.run_id, info.workflow, state, when(info.created), took, error)
     out.print(table)
 
@@ -272,5 +283,6 @@ def retry(
         raise InvalidInputError(f"run {run_id} has no start event to submit again")
     handle = baton.submit(record.workflow, start)
     typer.echo(handle.run_id)
+    _warn_unserved(handle)
     if wait:
-        _print_result(handle, timeout)
+        wait_and_print(handle, timeout)

@@ -96,6 +96,7 @@ class RunRecord:
     input: str | None = None  # the start event's envelope, as JSON
     result: str | None = None  # JSON, once completed
     error: ErrorInfo | None = None  # once failed or cancelled
+    module: str = ""  # where the workflow class is defined (what a worker must import)
 
     def fields(self) -> dict[str, Any]:
         """The hash fields of a new run (``result``/``error`` are written by ``FINISH``)."""
@@ -108,6 +109,7 @@ class RunRecord:
             "root": self.root,
             "parent": field_of(self.parent),
             "deadline": self.deadline or "",
+            "module": self.module,
         }
 
     @classmethod
@@ -125,6 +127,7 @@ class RunRecord:
                 input=raw.get("input") or None,
                 result=raw.get("result"),
                 error=ErrorInfo.model_validate_json(raw["error"]) if raw.get("error") else None,
+                module=raw.get("module", ""),
             )
         except (KeyError, ValueError) as exc:
             raise PayloadError(f"run {run_id}: malformed run record: {exc}") from exc

@@ -156,6 +156,10 @@ def excluded(rt: Runtime, key: str) -> bool:
         return True  # kombu's lock while restoring unacked messages; expires by itself
     if key == rt.keys.reaper_lock() and ttl > 0:
         return True  # a live worker's reaper holds it while it sweeps (seconds, with a TTL)
+    if (key == rt.keys.workers() or key.startswith(rt.keys.worker(""))) and ttl > 0:
+        return True  # a live worker's registry record: renewed by its heartbeat, else expires
+    if key == rt.keys.metrics():
+        return True  # the metrics counters: bounded by names x outcomes x buckets, and kept
     return key == rt.keys.dead_letters() and ttl > 0  # the dead-letter list, if it expires
 
 

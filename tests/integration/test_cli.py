@@ -43,11 +43,38 @@ def baton(env: dict[str, str], *args: str) -> tuple[int, str]:
 def test_submit_wait_prints_the_run_id_and_its_result(
     cli_env: dict[str, str], workers: Worker
 ) -> None:
-    code, output = baton(cli_env, "submit", "AddTwice", "--input", '{"a": 2, "b": 3}', "--wait")
-    assert code == 0, output
-    run_id, result = output.split()
+    args = ["submit", "AddTwice", "--input", '{"a": 2, "b": 3}', "--wait"]
+    result = CliRunner().invoke(app, args, env=cli_env)
+    assert result.exit_code == 0, result.output
+    run_id, value = result.stdout.split()  # stdout: what scripts read
     assert len(run_id) == 32
-    assert json.loads(result) == 10
+    assert json.loads(value) == 10
+    assert '→ Summed {"total":5}' in result.stderr  # progress, live, on stderr
+    assert "warning" not in result.stderr
+
+
+def test_submit_wait_streams_the_runs_stream_events_as_they_come(
+    cli_env: dict[str, str], workers: Worker
+) -> None:
+    args = ["submit", "Research", "-i", '{"topic": "cats", "n": 2}', "--wait"]
+    result = CliRunner().invoke(app, args, env=cli_env)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    streamed = [line for line in lines if "stream ResearchProgress" in line]
+    assert len(streamed) == 2 and '"stage":"plan"' in streamed[0]
+    assert '"stage":"combine"' in streamed[1]
+    assert json.loads(result.stdout.splitlines()[1])["topic"] == "cats"
+
+
+def test_submit_warns_when_no_worker_consumes_the_first_steps_queue(
+    cli_env: dict[str, str],
+) -> None:
+    env = {**cli_env, "BATON_KEY_PREFIX": f"nw{uuid.uuid4().hex[:6]}"}  # no worker serves it
+    result = CliRunner().invoke(app, ["submit", "AddTwice", "-i", '{"a": 1, "b": 1}'], env=env)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.split()) == 1
+    assert "warning: no worker consumes queue 'itest'" in result.stderr
+    assert "baton worker -Q itest" in result.stderr
 
 
 def test_status_events_timeline_and_runs_show_a_completed_run(
@@ -66,6 +93,10 @@ def test_status_events_timeline_and_runs_show_a_completed_run(
     assert kinds_and_tags[-1] == ["stop", "baton.StopEvent"]
     code, timeline = baton(cli_env, "timeline", handle.run_id)
     assert code == 0 and "Numbers" in timeline and "Summed" in timeline and "stop" in timeline
+    chart = timeline[: timeline.index("events")]  # the Gantt chart comes first
+    for shown in ("AddTwice.first", "AddTwice.second", "├─ run", "tool it_add", "└─ resume"):
+        assert shown in chart, chart
+    assert "suspended" in chart and "completed" in chart and "█" in chart
     code, runs = baton(cli_env, "runs", "--status", "completed", "--limit", "50")
     assert code == 0 and handle.run_id in runs
 

@@ -244,7 +244,9 @@ def test_call_addresses_and_waiters_are_flat_json_objects() -> None:
 
 def test_a_run_record_reads_back_from_its_hash() -> None:
     parent = CallAddress("p", "i", "i.1")
-    record = RunRecord("r1", "Flow", RunStatus.RUNNING, 1.0, 2.0, "root", parent, None, "{}")
+    record = RunRecord(
+        "r1", "Flow", RunStatus.RUNNING, 1.0, 2.0, "root", parent, None, "{}", module="pkg.flows"
+    )
     fields = record.fields()
     assert fields == {
         "workflow": "Flow",
@@ -255,11 +257,13 @@ def test_a_run_record_reads_back_from_its_hash() -> None:
         "root": "root",
         "parent": '{"run":"p","inv":"i","call_id":"i.1"}',
         "deadline": "",
+        "module": "pkg.flows",
     }
     raw = {k: str(v) for k, v in fields.items()}
     raw["error"] = '{"type":"X","message":"m","attempts":1,"retryable":true,"details":{}}'
     back = RunRecord.parse("r1", raw)
     assert back.parent == parent and back.deadline is None and back.error is not None
+    assert back.module == "pkg.flows"
     with pytest.raises(PayloadError):
         RunRecord.parse("r1", {"workflow": "Flow", "status": "weird"})
 

@@ -1,0 +1,1 @@
+"""Browser tests: headless Debian chromium, driven by Playwright, against real processes."""
