@@ -21,6 +21,7 @@ from config.settings import DEFAULT_TOPOLOGY
 WIDTH = 100
 REDIS_PASSWORD = "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
 FLOWER_PASSWORD = "${BATON_FLOWER_PASSWORD:?set BATON_FLOWER_PASSWORD in .env}"
+API_TOKEN = "${BATON_API_TOKEN:?set BATON_API_TOKEN in .env}"
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,10 @@ def render(topology: Topology, settings: Settings) -> str:
 
 
 def services(topology: Topology, settings: Settings) -> list[Service]:
-    """Redis, a worker per queue (in topology order), Flower and the metrics exporter."""
+    """Redis, a worker per queue (in topology order), Flower, the metrics exporter and the HTTP
+    API with its dashboard."""
     workers = [worker(queue, spec) for queue, spec in topology.queues.items()]
-    return [redis(), *workers, flower(settings), metrics(settings)]
+    return [redis(), *workers, flower(settings), metrics(settings), api(settings)]
 
 
 def redis() -> Service:
@@ -174,6 +176,25 @@ def metrics(settings: Settings) -> Service:
     )
 
 
+def api(settings: Settings) -> Service:
+    """``baton serve``: the HTTP API and dashboard, token required (from .env)."""
+    port = settings.api_port
+    return Service(
+        name="api",
+        comments=(
+            "The HTTP API (llama-agents-server's routes) and the run dashboard (/baton/ui/).",
+            "Bearer token required; published on the host's loopback: put a TLS proxy in front",
+            "to expose it.",
+        ),
+        extends="baton",
+        env_extends="baton-env",
+        environment=(("BATON_API_TOKEN", API_TOKEN),),
+        command=("baton", "serve", "--host", "0.0.0.0", "--port", str(port)),
+        ports=(f"127.0.0.1:${{BATON_API_PORT:-{port}}}:{port}",),
+        healthcheck=Healthcheck(test=_http_check(f"http://127.0.0.1:{port}/health")),
+    )
+
+
 def _http_check(url: str) -> tuple[str, ...]:
     """A healthcheck that GETs ``url`` with Python: the image has no curl; a non-2xx answer
     or no answer raises, which exits non-zero."""
@@ -195,8 +216,10 @@ def _header(settings: Settings) -> str:
         "#\n"
         "# Baton in production: Redis (AOF, password, not published), one worker service per\n"
         "# queue (scale each on its own: `docker compose up -d --scale worker-<queue>=4`), Flower\n"
-        "# behind basic auth and Baton's Prometheus metrics; every service has a healthcheck.\n"
-        "#   cp deploy/.env.example .env   # then set REDIS_PASSWORD, BATON_FLOWER_PASSWORD\n"
+        "# behind basic auth, Baton's Prometheus metrics and its HTTP API (token required); every\n"
+        "# service has a healthcheck.\n"
+        "#   cp deploy/.env.example .env   # then set REDIS_PASSWORD, BATON_FLOWER_PASSWORD,\n"
+        "#                                 # BATON_API_TOKEN\n"
         "#   docker compose up -d --build\n"
         "\n"
     )

@@ -44,7 +44,7 @@ from workflows.errors import ConfigurationError, StoreUnavailableError
 CELERY_APP = "app.worker:celery_app"
 # never served: the old default, and empty (``BATON_FLOWER_PASSWORD=`` as in deploy/.env.example)
 WELL_KNOWN_FLOWER_PASSWORDS = frozenset({"", "change-me"})
-NOT_PASSED = {"flower_password"}  # secrets the workers have no use for
+NOT_PASSED = {"flower_password", "api_token"}  # secrets the workers have no use for
 STATE_FILE = "stack.json"
 
 
@@ -144,17 +144,24 @@ class StackState:
     redis_port: int
     redis_password: str
     flower_password: str
+    api_token: str = ""
 
     @classmethod
     def new(cls) -> StackState:
-        return cls(free_port(), secrets.token_hex(16), secrets.token_urlsafe(16))
+        return cls(
+            free_port(), secrets.token_hex(16), secrets.token_urlsafe(16), secrets.token_urlsafe(24)
+        )
 
     @classmethod
     def load(cls, path: Path) -> StackState | None:
         """The state saved at ``path``, None if there is none; a damaged file is a StackError."""
         try:
             data = json.loads(path.read_text())
-            return cls(int(data["redis_port"]), data["redis_password"], data["flower_password"])
+            # a state saved before the API existed gets a token now (kept from then on)
+            token = str(data.get("api_token") or secrets.token_urlsafe(24))
+            return cls(
+                int(data["redis_port"]), data["redis_password"], data["flower_password"], token
+            )
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -191,6 +198,7 @@ class LocalStack:
         settings: Settings,
         *,
         flower: bool = True,
+        api: bool = True,
         workdir: Path | None = None,
         cwd: Path | None = None,
         ready_timeout: float = 60.0,
@@ -198,7 +206,7 @@ class LocalStack:
     ) -> None:
         self.base = settings
         self.topology = load_topology(settings.topology_file)
-        self.flower = flower
+        self.flower, self.api = flower, api
         self.cwd = cwd or Path.cwd()
         self.ready_timeout, self.stop_timeout = ready_timeout, stop_timeout
         self._own_dir = workdir is None
@@ -216,6 +224,10 @@ class LocalStack:
             settings, self.state.flower_password
         )
         self.flower_url: str | None = None
+        secret = settings.api_token
+        self.api_token = secret.get_secret_value() if secret is not None else self.state.api_token
+        self.api_token_generated = secret is None
+        self.api_url: str | None = None
 
     @property
     def settings(self) -> Settings:
@@ -249,15 +261,18 @@ class LocalStack:
             self._start_workers()
             if self.flower:
                 self._start_flower()
+            if self.api:
+                self._start_api()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        """Stop Flower, then the workers (they requeue through Redis), then Redis; idempotent."""
-        order = [n for n in self.procs if n == "flower"]
-        order += [n for n in self.procs if n not in ("flower", "redis")]
+        """Stop Flower and the API, then the workers (they requeue through Redis), then Redis;
+        idempotent."""
+        order = [n for n in self.procs if n in ("flower", "api")]
+        order += [n for n in self.procs if n not in ("flower", "api", "redis")]
         for group in (order, [n for n in self.procs if n == "redis"]):
             procs = [self.procs.pop(n) for n in group]
             for p in procs:
@@ -357,6 +372,20 @@ class LocalStack:
         url = f"http://127.0.0.1:{port}"
         _wait(lambda: _http_ok(f"{url}/healthcheck"), self.ready_timeout, proc)
         self.flower_url = url
+
+    def _start_api(self) -> None:
+        """``baton serve`` with the stack's token (in its environment, not its command line)."""
+        port = self.base.api_port
+        if not _port_free(port):
+            raise StackError(
+                f"the API's port {port} is in use: set BATON_API_PORT, or use --no-api"
+            )
+        cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+        env = {**self.env, "BATON_API_TOKEN": self.api_token, "BATON_API_AUTH": "on"}
+        proc = self._spawn("api", cmd, env)
+        url = f"http://127.0.0.1:{port}"
+        _wait(lambda: _http_ok(f"{url}/health"), self.ready_timeout, proc)
+        self.api_url = url
 
 
 def _flower_password(settings: Settings, generated: str) -> tuple[str, bool]:

@@ -50,3 +50,30 @@ class BenchFanOut(Workflow):
     async def fan(self, ctx: Context, ev: FanStart) -> StopEvent:
         got = await asyncio.gather(*[ctx.call_tool("bench_noop", i=i) for i in range(ev.width)])
         return StopEvent(result=sum(got))
+
+
+class TickStart(StartEvent):
+    ticks: int
+
+
+class Tick(Event):
+    i: int
+    n: int
+
+
+class BenchTicks(Workflow):
+    """Streams one event per step hop, ``ticks`` hops long: what the HTTP benchmark's event
+    readers read (events arrive over time, as an agent's progress does)."""
+
+    queue = "bench"
+
+    @step
+    async def begin(self, ev: TickStart) -> Tick:
+        return Tick(i=0, n=ev.ticks)
+
+    @step
+    async def tick(self, ctx: Context, ev: Tick) -> Tick | StopEvent:
+        ctx.write_event_to_stream(ev)
+        if ev.i + 1 >= ev.n:
+            return StopEvent(result=ev.n)
+        return Tick(i=ev.i + 1, n=ev.n)

@@ -88,6 +88,24 @@ class Settings(BaseSettings):
     )
     flower_port: int = 5555
     metrics_port: int = 9808
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token `baton serve` requires (Authorization: Bearer, or the "
+        "baton_token cookie set by POST /baton/login); unset, it refuses to start",
+    )
+    api_auth: Literal["on", "off"] = Field(
+        default="on", description="off: `baton serve` without a token (local development only)"
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8766, gt=0, lt=65536)
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="largest request body `baton serve` reads"
+    )
+    # NoDecode: the raw string reaches ``_origin_list``, which takes a JSON list or a,b,c
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins allowed to call the HTTP API from a browser (CORS); empty: none",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -104,7 +122,7 @@ class Settings(BaseSettings):
             raise ValueError(f"scheme {value.partition(':')[0]!r}")
         return value
 
-    @field_validator("imports", mode="before")
+    @field_validator("imports", "api_cors_origins", mode="before")
     @classmethod
     def _module_list(cls, value: object) -> object:
         if not isinstance(value, str):
@@ -151,10 +169,12 @@ def get_settings() -> Settings:
     return Settings()
 
 
-_SECRET_FIELDS = {"redis_url", "flower_password"}  # their values may hold a password: never echo
+# their values may hold a password (or are one): never echo
+_SECRET_FIELDS = {"redis_url", "flower_password", "api_token"}
 _FORMS = {
     "redis_url": "a redis://, rediss:// or unix:// URL",
     "imports": "module names, comma-separated (a,b) or a JSON list",
+    "api_cors_origins": "origins, comma-separated (https://a,https://b) or a JSON list",
 }
 _TYPE_FORMS = {int: "an integer", float: "a number", str: "text", Path: "a file path"}
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
+import redis.asyncio
 
 from tasks import heartbeat
 from tasks.protocol import (
@@ -203,6 +204,44 @@ def follow_log(
     with store_errors():
         got = rt.redis.xread({rt.keys.events(run_id): after}, count=count, block=block_ms)
     return [parse_entry(i, fields) for _, entries in got or [] for i, fields in entries]
+
+
+class AsyncLogReader:
+    """Run logs and statuses read from asyncio code (the HTTP API's event streams): one
+    connection pool shared by every reader, so an open stream costs no thread."""
+
+    def __init__(self, rt: Runtime, max_connections: int | None = None) -> None:
+        self._keys = rt.keys
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            rt.settings.store_url,
+            max_connections=max_connections or rt.settings.redis_max_connections,
+            timeout=10,
+            socket_timeout=10,  # above the longest block of ``follow``
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+            health_check_interval=10,
+            decode_responses=True,
+        )
+        self._redis: Any = redis.asyncio.Redis(connection_pool=pool)
+
+    async def follow(
+        self, run_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 500
+    ) -> list[LogEntry]:
+        """As :func:`follow_log`; ``block_ms`` should stay under 10 s (the socket timeout)."""
+        with store_errors():
+            got = await self._redis.xread(
+                {self._keys.events(run_id): after}, count=count, block=block_ms
+            )
+        return [parse_entry(i, fields) for _, entries in got or [] for i, fields in entries]
+
+    async def status(self, run_id: str) -> str | None:
+        """The run's status, or None if it was never created or has expired."""
+        with store_errors():
+            value = await self._redis.hget(self._keys.run(run_id), "status")
+        return None if value is None else str(value)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
 
 
 # --- dead letters, queues, the broker ------------------------------------------------------

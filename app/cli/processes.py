@@ -38,6 +38,9 @@ class PoolName(StrEnum):
 @handled
 def up(
     no_flower: Annotated[bool, typer.Option("--no-flower", help="do not start Flower")] = False,
+    no_api: Annotated[
+        bool, typer.Option("--no-api", help="do not start the HTTP API and dashboard")
+    ] = False,
     serve_metrics: Annotated[bool, typer.Option("--metrics/--no-metrics")] = True,
     workdir: Annotated[
         Path | None,
@@ -48,15 +51,16 @@ def up(
 ) -> None:
     """Run the local stack in the foreground until Ctrl-C.
 
-    Redis (if BATON_REDIS_URL is unset), a worker per topology queue, Flower, metrics.
+    Redis (if BATON_REDIS_URL is unset), a worker per topology queue, Flower, metrics, the HTTP
+    API with its dashboard.
     """
-    stack = LocalStack(Settings(), flower=not no_flower, workdir=workdir)
+    stack = LocalStack(Settings(), flower=not no_flower, api=not no_api, workdir=workdir)
     signal.signal(signal.SIGTERM, _interrupt)
     with err.status("starting the local stack..."):
         stack.start()
     if workdir is not None:
         kept = "reused from" if stack.reused else "kept in"
-        err.print(f"Redis port and passwords {kept} {escape(str(stack.state_file))}")
+        err.print(f"Redis port, passwords and API token {kept} {escape(str(stack.state_file))}")
     server = None
     try:
         rt = create_app(stack.settings)[1]
@@ -114,6 +118,12 @@ def _print_stack(stack: LocalStack, rt: Runtime, server: metrics.MetricsServer |
         )
     if server is not None:
         table.add_row("metrics", server.url, "Prometheus text format")
+    if stack.api_url:
+        token = stack.api_token if stack.api_token_generated else "(BATON_API_TOKEN)"
+        table.add_row(
+            "api", stack.api_url, f"token {escape(token)} (Authorization: Bearer, or log in)"
+        )
+        table.add_row("dashboard", f"{stack.api_url}/baton/ui/", "log in with the API token")
     out.print(table)
     unserved = sorted(set(metrics.queues(rt)) - set(stack.topology.queues))
     if unserved:

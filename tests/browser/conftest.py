@@ -22,6 +22,7 @@ from app.celery_app import create_app
 from app.client import Client
 from app.stack import flower_command
 from config import Settings
+from tests.api_server import Dashboard
 from tests.harness import (
     ROOT,
     TEST_IMPORTS,
@@ -168,3 +169,13 @@ def browser() -> Iterator[Browser]:
         )
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(redis_server: RedisServer, browser_dir: Path, worker: Worker) -> Iterator[Dashboard]:
+    """``baton serve`` with the run dashboard at /baton/ui/ (``tests.api_server``), behind a
+    token of its own."""
+    env = worker_env(redis_server.url, browser_dir)
+    started = Dashboard(env, browser_dir / "dashboard.log").start()
+    yield started
+    started.stop()

@@ -31,7 +31,7 @@ from tasks.pool import POOL_ENV, POOL_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-SECRET_VARS = ("REDIS_PASSWORD", "BATON_FLOWER_PASSWORD")
+SECRET_VARS = ("REDIS_PASSWORD", "BATON_FLOWER_PASSWORD", "BATON_API_TOKEN")
 # Worker options as Celery spells them, short and long.
 OPTION_NAMES = {
     "queues": ("-Q", "--queues"),
@@ -191,6 +191,17 @@ def test_metrics_are_published_on_the_host_loopback_only() -> None:
     assert metrics["ports"] and all(p.startswith("127.0.0.1:") for p in metrics["ports"])
     args = argv(metrics)
     assert args[args.index("--host") + 1] == "0.0.0.0"  # reachable by Prometheus on the network
+
+
+def test_the_api_requires_its_token_from_the_env_and_is_published_on_loopback_only() -> None:
+    api = services()["api"]
+    args = argv(api)
+    assert args[:2] == ["baton", "serve"] and "--no-auth" not in args
+    assert api["environment"]["BATON_API_TOKEN"].startswith("${BATON_API_TOKEN:?")
+    assert "BATON_API_AUTH" not in api["environment"]
+    assert api["ports"] and all(p.startswith("127.0.0.1:") for p in api["ports"])
+    port = args[args.index("--port") + 1]
+    assert f"urlopen('http://127.0.0.1:{port}/health'" in api["healthcheck"]["test"][3]
 
 
 def test_baton_metrics_serve_answers_scrapes_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -273,9 +273,10 @@ def test_local_stack_runs_redis_a_worker_per_queue_and_flower_then_stops_them_al
         imports=["tests.integration.flows"],
         topology_file=topology,
         flower_port=free_port(),
+        api_port=free_port(),
     )
     with LocalStack(settings, cwd=ROOT) as stack:
-        assert set(stack.procs) == {"redis", "itest", "side", "flower"}
+        assert set(stack.procs) == {"redis", "itest", "side", "flower", "api"}
         assert stack.redis_url is not None and stack.redis_url.startswith("redis://:")
         assert stack.flower_password != "change-me"
         client = Client(stack.settings)
@@ -292,6 +293,14 @@ def test_local_stack_runs_redis_a_worker_per_queue_and_flower_then_stops_them_al
         request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
         with urllib.request.urlopen(request, timeout=5) as resp:
             assert resp.status == 200
+        handlers = f"{stack.api_url}/handlers"  # the API wants the stack's token
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(handlers, timeout=5)
+        assert refused.value.code == 401
+        refused.value.close()
+        bearer = {"Authorization": f"Bearer {stack.api_token}"}
+        with urllib.request.urlopen(urllib.request.Request(handlers, headers=bearer)) as resp:
+            assert resp.status == 200
     assert stack.procs == {}
     eventually(lambda: all(_group_gone(pid) for pid in pids), timeout=10, what="stack gone")
     assert not workdir.exists()
@@ -304,7 +313,7 @@ from app.stack import LocalStack
 from config import Settings
 
 settings = Settings(redis_url=None, imports=["tests.integration.flows"], topology_file=sys.argv[1])
-stack = LocalStack(settings, flower=False).start()
+stack = LocalStack(settings, flower=False, api=False).start()
 pids = {name: p.pid for name, p in stack.procs.items()}
 Path(sys.argv[2]).write_text(json.dumps({"pids": pids, "dir": str(stack.workdir)}))
 threading.Event().wait()

@@ -17,7 +17,7 @@ import pytest
 
 from app.stack import STATE_FILE, LocalStack, StackError, StackState
 from config import Settings
-from tests.harness import ROOT, eventually
+from tests.harness import ROOT, eventually, free_port
 
 pytestmark = pytest.mark.integration
 EXPORT = re.compile(r"export BATON_REDIS_URL=(redis://:(\w+)@127\.0\.0\.1:(\d+)/0)")
@@ -32,6 +32,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
         {
             "BATON_TOPOLOGY_FILE": str(topology),
             "BATON_IMPORTS": "tests.integration.flows",
+            "BATON_API_PORT": str(free_port()),
             "PYTHONPATH": str(ROOT),
             "COLUMNS": "200",
         }
@@ -83,6 +84,9 @@ def test_baton_up_with_a_dir_keeps_redis_port_and_passwords_and_prints_the_expor
     assert second is not None and second[1] == first[1], second_out
     assert json.loads(state_file.read_text()) == saved
     assert "reused from" in second_err
+    # the API's token is kept too, and printed (the dashboard's login)
+    assert saved["api_token"] and f"token {saved['api_token']}" in first_out
+    assert f"token {saved['api_token']}" in second_out
     # Flower would get the kept password too (the stack reads it without starting)
     monkeypatch.chdir(tmp_path)  # no .env
     monkeypatch.delenv("BATON_FLOWER_PASSWORD", raising=False)
