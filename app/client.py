@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 
 from app.celery_app import create_app
+from app.schedules import Schedules
 from config import Settings, get_settings
 from tasks import inbox, queries, runs
 from tasks.protocol import (
@@ -299,6 +300,11 @@ class Client:
 
     def get(self, run_id: str) -> RunHandle:
         return RunHandle(self, run_id)
+
+    @property
+    def schedules(self) -> Schedules:
+        """Cron and interval schedules that start runs (``app.schedules``)."""
+        return Schedules(self)
 
     def runs(self, status: str | None = None, limit: int = 100) -> list[RunInfo]:
         """Most recent runs first, optionally only those with ``status``."""

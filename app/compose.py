@@ -66,10 +66,10 @@ def render(topology: Topology, settings: Settings) -> str:
 
 
 def services(topology: Topology, settings: Settings) -> list[Service]:
-    """Redis, a worker per queue (in topology order), Flower, the metrics exporter and the HTTP
-    API with its dashboard."""
+    """Redis, a worker per queue (in topology order), Flower, the metrics exporter, the HTTP
+    API with its dashboard and the scheduler."""
     workers = [worker(queue, spec) for queue, spec in topology.queues.items()]
-    return [redis(), *workers, flower(settings), metrics(settings), api(settings)]
+    return [redis(), *workers, flower(settings), metrics(settings), api(settings), scheduler()]
 
 
 def redis() -> Service:
@@ -192,6 +192,23 @@ def api(settings: Settings) -> Service:
         command=("baton", "serve", "--host", "0.0.0.0", "--port", str(port)),
         ports=(f"127.0.0.1:${{BATON_API_PORT:-{port}}}:{port}",),
         healthcheck=Healthcheck(test=_http_check(f"http://127.0.0.1:{port}/health")),
+    )
+
+
+def scheduler() -> Service:
+    """``baton scheduler``: fires the schedules; healthy while its passes over them succeed."""
+    beat = "/tmp/baton-scheduler.alive"
+    stale = f"import os, sys, time; sys.exit(time.time() - os.stat({beat!r}).st_mtime > 15)"
+    return Service(
+        name="scheduler",
+        comments=(
+            "Starts the runs of `baton schedule` schedules (docs/schedules.md). Scaling it is",
+            "safe: each tick's run is claimed by its idempotency key, so it starts once. The",
+            "healthcheck fails when its heartbeat file is older than 15 s (Redis unreachable).",
+        ),
+        extends="baton",
+        command=("baton", "scheduler", "--heartbeat", beat),
+        healthcheck=Healthcheck(test=("CMD", "python", "-c", stale)),
     )
 
 

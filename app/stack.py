@@ -199,6 +199,7 @@ class LocalStack:
         *,
         flower: bool = True,
         api: bool = True,
+        scheduler: bool = True,
         workdir: Path | None = None,
         cwd: Path | None = None,
         ready_timeout: float = 60.0,
@@ -206,7 +207,7 @@ class LocalStack:
     ) -> None:
         self.base = settings
         self.topology = load_topology(settings.topology_file)
-        self.flower, self.api = flower, api
+        self.flower, self.api, self.scheduler = flower, api, scheduler
         self.cwd = cwd or Path.cwd()
         self.ready_timeout, self.stop_timeout = ready_timeout, stop_timeout
         self._own_dir = workdir is None
@@ -263,6 +264,8 @@ class LocalStack:
                 self._start_flower()
             if self.api:
                 self._start_api()
+            if self.scheduler:
+                self._start_scheduler()
         except BaseException:
             self.stop()
             raise
@@ -271,8 +274,9 @@ class LocalStack:
     def stop(self) -> None:
         """Stop Flower and the API, then the workers (they requeue through Redis), then Redis;
         idempotent."""
-        order = [n for n in self.procs if n in ("flower", "api")]
-        order += [n for n in self.procs if n not in ("flower", "api", "redis")]
+        front = ("flower", "api", "scheduler")
+        order = [n for n in self.procs if n in front]
+        order += [n for n in self.procs if n not in (*front, "redis")]
         for group in (order, [n for n in self.procs if n == "redis"]):
             procs = [self.procs.pop(n) for n in group]
             for p in procs:
@@ -386,6 +390,12 @@ class LocalStack:
         url = f"http://127.0.0.1:{port}"
         _wait(lambda: _http_ok(f"{url}/health"), self.ready_timeout, proc)
         self.api_url = url
+
+    def _start_scheduler(self) -> None:
+        """``baton scheduler``: fires the schedules (``docs/schedules.md``); ready after its
+        first pass over them."""
+        proc = self._spawn("scheduler", [sys.executable, "-m", "app.cli", "scheduler"])
+        _wait(lambda: "baton scheduler ready" in proc.tail(), self.ready_timeout, proc)
 
 
 def _flower_password(settings: Settings, generated: str) -> tuple[str, bool]:

@@ -18,7 +18,14 @@ from tasks.runtime import Runtime
 from workflows._engine import core
 from workflows._engine.backend import MISSING, Invocation, StoreEdit, call_tool_inline
 from workflows._engine.inprocess import run_child_inline
-from workflows._engine.records import ChildCall, Effect, JournalEntry, ToolCall, WaitCall
+from workflows._engine.records import (
+    ChildCall,
+    Effect,
+    JournalEntry,
+    SleepCall,
+    ToolCall,
+    WaitCall,
+)
 from workflows.codec import arguments_data, decode_event, dumps, encode_event, to_jsonable
 from workflows.context import state_type_of
 from workflows.errors import RunError
@@ -73,6 +80,11 @@ class RedisBackend:
         call = WaitCall(call_id, event_type.type_tag, to_jsonable(requirements), waiter)
         result: Event = await inv.parking.park(call)
         return result
+
+    async def sleep(self, inv: Invocation, call_id: str, seconds: float) -> None:
+        """A durable timer: the step parks (its worker slot is freed) and the timer's answer,
+        journaled by the timer pump once due, resumes it (``tasks.timers``)."""
+        await inv.parking.park(SleepCall(call_id, seconds))
 
     def effect(self, inv: Invocation, effect: Effect) -> None:
         self.effects.append(effect)

@@ -80,6 +80,11 @@ class Keys:
         process (``tasks.metric_counts``); only grows, never expires (bounded by names)."""
         return f"{self.prefix}:metrics"
 
+    def timers(self) -> str:
+        """Sorted set: delayed task messages (``TimerEntry``) by due time (Redis's clock), pushed
+        onto their queue lists by the timer pump (``tasks.timers``) once due."""
+        return f"{self.prefix}:timers"
+
     def reaper_lock(self) -> str:
         return f"{self.prefix}:reaper"
 
@@ -93,6 +98,14 @@ class Keys:
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}:idem:{key}"
+
+    def schedules(self) -> str:
+        """Hash: schedule name -> its definition (JSON, ``tasks.protocol.schedules``)."""
+        return f"{self.prefix}:schedules"
+
+    def schedule_runs(self, name: str) -> str:
+        """Sorted set: the runs a schedule started, by tick (trimmed to retention)."""
+        return f"{self.prefix}:schedule:{name}:runs"
 
     def runs(self) -> str:
         """Sorted set: every run id by creation time."""

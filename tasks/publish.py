@@ -36,7 +36,9 @@ class Publisher:
             m.name,
             args=tuple(m.args.wire()),
             kwargs={},
-            countdown=m.countdown,
+            # never an ETA: a worker would hold the message in memory, past its visibility
+            # timeout; a delayed message waits in Baton's timer set instead (``tasks.timers``)
+            countdown=None,
             retries=m.args.attempt - 1,  # what Flower shows as the task's retries
             # no time limits on the wire: the worker that runs the task applies its own (the
             # task's defaults, see ``tasks.registry``), the ones its visibility timeout covers

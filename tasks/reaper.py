@@ -14,9 +14,12 @@ so an overload would feed itself. A sweep therefore decides *lost* in three step
    the head (``LRANGE``, 1,000 at a time; new messages pushed on the head shift items towards
    pages not read yet and consumers pop the tail, so no item is skipped), then kombu's unacked
    hash (small: prefetch x workers) for what is still missing (a started task's message found
-   there is kombu's to restore if its worker died). Task ids come out of the raw envelopes
-   with a regex on ``"id"`` keys (the body is base64, so only headers match; a key must
-   follow ``{`` or ``,`` so ``root_id`` and ``parent_id`` never do). Every in-flight
+   there is kombu's to restore if its worker died), then the timer set (``tasks.timers``) for
+   what is still missing: a delayed message's record is due when its timer is, so it is only
+   ever a candidate there when no pump ran for a visibility timeout past its due time. Task
+   ids come out of the raw envelopes with a regex on ``"id"`` keys (the body is base64, so
+   only headers match; a key must follow ``{`` or ``,`` so ``root_id`` and ``parent_id``
+   never do). Every in-flight
    record found waiting in a scanned queue, overdue or not, gets ``due = now`` through a
    compare-and-set script (a task that finished meanwhile deleted its record, and that stays
    deleted): a backlog costs one scan per visibility timeout, not one per sweep, although new
@@ -192,6 +195,9 @@ def _present(rt: Runtime, records: list[Inflight], candidates: list[Inflight]) -
     missing = {c.task_id for c in candidates} - found
     if missing:
         found |= _in_unacked(rt.redis, rt.keys.unacked(), missing)
+    missing -= found
+    if missing:  # held by a timer no pump released yet (every worker was down past its due)
+        found |= _in_timers(rt.redis, rt.keys.timers(), missing)
     return found
 
 
@@ -213,6 +219,16 @@ def _in_unacked(r: Any, key: str, wanted: set[str]) -> set[str]:
     found: set[str] = set()
     for _, raw in r.hscan_iter(key, count=PAGE):
         found |= _task_ids([raw]) & wanted
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def _in_timers(r: Any, key: str, wanted: set[str]) -> set[str]:
+    """The ``wanted`` ids in the timer set (members: ``queue key \\n envelope``)."""
+    found: set[str] = set()
+    for member, _ in r.zscan_iter(key, count=PAGE):
+        found |= _task_ids([member]) & wanted
         if len(found) == len(wanted):
             break
     return found

@@ -24,7 +24,7 @@ from tasks import scripts
 from tasks.keys import Keys
 from tasks.loop import current_limit, current_loop
 from tasks.placement import Placement
-from tasks.protocol import InflightRecord, Message
+from tasks.protocol import InflightRecord, Message, TimerEntry
 from tasks.publish import Publisher
 
 T = TypeVar("T")
@@ -112,16 +112,26 @@ class Runtime:
     def send(self, messages: list[Message], pipe: Any = None) -> None:
         """Publish messages: on ``pipe`` (sent with the caller's writes) or in one round trip.
 
-        Each is recorded in its run's in-flight hash until its task is done (the reaper resends
-        what a crash lost)."""
+        A message with a countdown goes to the timer set (``tasks.timers``), not its queue,
+        in the same round trip; it is never framed with a broker ETA. Each is recorded in its
+        run's in-flight hash until its task is done (the reaper resends what a crash lost)."""
         if not messages:
             return
         own = pipe if pipe is not None else self.redis.pipeline(transaction=False)
         ts = now()
+        server: float | None = None
         for m in messages:
-            record = InflightRecord(ts + (m.countdown or 0.0), m)
+            delay = max(m.countdown or 0.0, 0.0)
+            # due when it may first start: the reaper never takes a delayed message for lost
+            record = InflightRecord(ts + delay, m)
             own.hset(self.keys.inflight(m.run_id), m.task_id, record.to_json())
-        self.publisher.push(own, messages)
+            if delay > 0:
+                # held in the timer set, not by the broker: the pump pushes it once due
+                if server is None:
+                    server = self.server_time()
+                key, envelope = self.publisher.frame(m)
+                own.zadd(self.keys.timers(), {TimerEntry(key, envelope).dump(): server + delay})
+        self.publisher.push(own, [m for m in messages if not (m.countdown or 0.0) > 0])
         if pipe is None:
             own.execute()
 

@@ -37,26 +37,36 @@ return 0
 """
 )
 
+# ANSWER: journal a parked call's answer once (HSETNX: a duplicate answer is ignored) and, when
+# it was the last pending call, send the resume — exactly once. Returns a wait record's resume
+# message when it was parked by a Baton that did not frame resumes yet (the caller sends it).
+ANSWER = (
+    RESUME
+    + """
+local function answer(journal, wait, inflight, call, entry)
+  if redis.call('EXISTS', journal) == 0 then return false end  -- the step already finished
+  if redis.call('HSETNX', journal, call, entry) == 0 then return false end
+  if redis.call('EXISTS', wait) == 0 then return false end
+  local left = redis.call('HINCRBY', wait, 'pending', -1)
+  if left > 0 then return false end
+  local w = redis.call('HMGET', wait, 'resume', 'task', 'queue', 'envelope')
+  redis.call('DEL', wait)
+  if not w[4] then return w[1] end  -- parked by an older Baton: the caller sends it
+  resume(inflight, w[2], w[1], w[3], w[4])
+  return false
+end
+"""
+)
+
 # KEYS: journal, wait, inflight[, spans].  ARGV: call id, answer JSON, answering task id (or
 # ""), the answering attempt's span JSON (with the spans key; written whatever else happens).
-# Records a call's answer once (HSETNX: a duplicate answer is ignored) and, when it was the
-# last pending call, sends the resume — exactly once (a wait record written before resumes were
-# framed at park time is returned for the caller to send).
+# The answering task is done with its message; its span is pushed; then ANSWER.
 COMPLETE = (
-    RESUME
+    ANSWER
     + """
 if ARGV[3] ~= '' then redis.call('HDEL', KEYS[3], ARGV[3]) end
 if KEYS[4] then redis.call('RPUSH', KEYS[4], ARGV[4]) end
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end  -- the step already finished
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return false end
-if redis.call('EXISTS', KEYS[2]) == 0 then return false end
-local left = redis.call('HINCRBY', KEYS[2], 'pending', -1)
-if left > 0 then return false end
-local w = redis.call('HMGET', KEYS[2], 'resume', 'task', 'queue', 'envelope')
-redis.call('DEL', KEYS[2])
-if not w[4] then return w[1] end  -- parked by an older Baton: the caller sends it
-resume(KEYS[3], w[2], w[1], w[3], w[4])
-return false
+return answer(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 """
 )
 
@@ -170,3 +180,33 @@ for i, key in ipairs(KEYS) do
 end
 return n
 """
+
+# KEYS: the timer sorted set.  ARGV: at most how many entries to release.
+# Releases the due timers (score <= Redis's own clock now), in one atomic step, so several
+# pumps never release one twice: a delayed message (member ``queue key \n envelope``) is pushed
+# onto its queue list; a sleep's answer (member ``\t`` + JSON ``[journal, wait, inflight, call
+# id, entry]``) is journaled by ANSWER, the last one resuming its step. Returns how many. The
+# keys it writes are named by the members, not by KEYS (one Redis, as every Baton script).
+RELEASE = (
+    ANSWER
+    + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%.6f', now),
+  'LIMIT', 0, tonumber(ARGV[1]))
+if #due == 0 then return 0 end
+for _, member in ipairs(due) do
+  if string.byte(member, 1) == 9 then
+    local a = cjson.decode(string.sub(member, 2))
+    answer(a[1], a[2], a[3], a[4], a[5])
+  else
+    local nl = string.find(member, '\\n', 1, true)
+    if nl then
+      redis.call('LPUSH', string.sub(member, 1, nl - 1), string.sub(member, nl + 1))
+    end
+  end
+end
+redis.call('ZREM', KEYS[1], unpack(due))
+return #due
+"""
+)

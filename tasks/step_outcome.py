@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tasks import runs
+from tasks import runs, timers
 from tasks.attempts import Attempt
 from tasks.backend import RedisBackend
 from tasks.protocol import (
@@ -25,7 +25,14 @@ from tasks.step_hop import Hop
 from workflows._engine import core
 from workflows._engine.backend import Invocation
 from workflows._engine.executor import Completed, Suspended
-from workflows._engine.records import ChildCall, EffectKind, ParkedCall, ToolCall, WaitCall
+from workflows._engine.records import (
+    ChildCall,
+    EffectKind,
+    ParkedCall,
+    SleepCall,
+    ToolCall,
+    WaitCall,
+)
 from workflows.codec import decode_event, dumps
 from workflows.events import InputRequiredEvent, StopEvent
 from workflows.tools import get_tool
@@ -83,11 +90,14 @@ def suspended(
     hop.persist(inv, loaded)
     calls = [c for c in outcome.calls if c.call_id not in inv.journal]
     children: list[ChildCall] = []
+    sleeps: list[SleepCall] = []
     for call in calls:
         if isinstance(call, ToolCall):
             hop.messages.append(_tool_message(d, inv, call))
         elif isinstance(call, ChildCall):
             children.append(call)
+        elif isinstance(call, SleepCall):
+            sleeps.append(call)
         else:
             _register_waiter(d, hop, inv, call)
     args = replace(d.args, first_started=d.carried_start())
@@ -111,6 +121,8 @@ def suspended(
         ],
         client=hop.pipe,
     )
+    for sleep in sleeps:  # after PARK: a timer due at once must find the call pending
+        timers.add_sleep(d.rt, hop.pipe, d.run_id, inv.id, sleep.call_id, sleep.seconds)
     for child in children:
         runs.create_run(
             d.rt,

@@ -6,19 +6,20 @@ patches nothing and connects no signal.
 
 from __future__ import annotations
 
-from tasks import deadletters, guards, heartbeat, reaper, time_limits
+from tasks import deadletters, guards, heartbeat, reaper, time_limits, timers
 from tasks.runtime import Runtime
 
 
 def install_worker(rt: Runtime) -> None:
-    """Make this process a Baton worker: keep rejected messages, sweep lost ones, survive
-    Redis dying under the consumer and stray items on the queue lists, refuse time limits the
-    visibility timeout cannot cover and report hard kills as timeouts, and keep its record
-    (queues, tasks) fresh in the worker registry."""
+    """Make this process a Baton worker: keep rejected messages, sweep lost ones, release due
+    timers, survive Redis dying under the consumer and stray items on the queue lists, refuse
+    time limits the visibility timeout cannot cover and report hard kills as timeouts, and keep
+    its record (queues, tasks) fresh in the worker registry."""
     guards.guard_unacked_restore()
     guards.guard_closed_channel_acks()
     guards.guard_queue_items(rt)
     deadletters.install(rt)
     time_limits.install(rt)
     reaper.install(rt)
+    timers.install(rt)
     heartbeat.install(rt)

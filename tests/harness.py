@@ -34,6 +34,7 @@ TEST_IMPORTS = [
     "tests.integration.memory_flows",
     "tests.integration.resource_flows",
     "tests.integration.tool_error_flows",
+    "tests.integration.timer_flows",
 ]
 T = TypeVar("T")
 
@@ -192,6 +193,20 @@ class Worker:
 
     def stop(self) -> None:
         stop_group(self.proc)
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m <args>`` from the repo root, in a session of its own (``stop_group`` stops
+    it and its children), its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop_group(proc: subprocess.Popen[bytes] | None) -> None:

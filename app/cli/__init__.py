@@ -13,7 +13,7 @@ from app.cli.common import app, handled
 
 # the order `baton --help` lists the commands in
 # isort: off
-from app.cli import processes, runs, answer, inspection, workers, deploy, serve
+from app.cli import processes, runs, answer, inspection, workers, deploy, serve, schedule
 # isort: on
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "main",
     "processes",
     "runs",
+    "schedule",
     "serve",
     "workers",
 ]

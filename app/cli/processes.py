@@ -41,6 +41,9 @@ def up(
     no_api: Annotated[
         bool, typer.Option("--no-api", help="do not start the HTTP API and dashboard")
     ] = False,
+    no_scheduler: Annotated[
+        bool, typer.Option("--no-scheduler", help="do not start `baton scheduler`")
+    ] = False,
     serve_metrics: Annotated[bool, typer.Option("--metrics/--no-metrics")] = True,
     workdir: Annotated[
         Path | None,
@@ -52,9 +55,15 @@ def up(
     """Run the local stack in the foreground until Ctrl-C.
 
     Redis (if BATON_REDIS_URL is unset), a worker per topology queue, Flower, metrics, the HTTP
-    API with its dashboard.
+    API with its dashboard, the scheduler.
     """
-    stack = LocalStack(Settings(), flower=not no_flower, api=not no_api, workdir=workdir)
+    stack = LocalStack(
+        Settings(),
+        flower=not no_flower,
+        api=not no_api,
+        scheduler=not no_scheduler,
+        workdir=workdir,
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     with err.status("starting the local stack..."):
         stack.start()
@@ -124,6 +133,9 @@ def _print_stack(stack: LocalStack, rt: Runtime, server: metrics.MetricsServer |
             "api", stack.api_url, f"token {escape(token)} (Authorization: Bearer, or log in)"
         )
         table.add_row("dashboard", f"{stack.api_url}/baton/ui/", "log in with the API token")
+    if "scheduler" in stack.procs:
+        proc = stack.procs["scheduler"]
+        table.add_row("scheduler", f"pid {proc.pid}", f"baton schedule list; log {proc.log}")
     out.print(table)
     unserved = sorted(set(metrics.queues(rt)) - set(stack.topology.queues))
     if unserved:

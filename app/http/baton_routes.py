@@ -31,6 +31,7 @@ from app.gantt import gantt
 from app.metrics import queues as known_queues
 from tasks import queries
 from tasks.protocol import END_KINDS, LogEntry, RunRecord, RunStatus
+from tasks.queries import AsyncLogReader
 from workflows.codec import decode_event, from_data, loads
 from workflows.errors import (
     BatonError,
@@ -253,19 +254,18 @@ async def run_events(request: Request) -> Response:
     await _record(client, run_id)
     after = request.headers.get("last-event-id") or request.query_params.get("after") or "0-0"
     return StreamingResponse(
-        _follow(client, run_id, after),
+        _follow(request.app.state.logs, run_id, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _follow(client: Client, run_id: str, after: str) -> AsyncIterator[str]:
-    rt, last = client.runtime, after
+async def _follow(logs: AsyncLogReader, run_id: str, after: str) -> AsyncIterator[str]:
+    """Reads through the app's shared async reader: an open stream holds no thread."""
+    last = after
     yield "retry: 2000\n\n"
     while True:
-        got = await run_in_threadpool(
-            queries.follow_log, rt, run_id, last, FOLLOW_BLOCK_MS, FOLLOW_COUNT
-        )
+        got = await logs.follow(run_id, last, block_ms=FOLLOW_BLOCK_MS, count=FOLLOW_COUNT)
         for entry in got:
             last = entry.id
             yield _sse(entry)
@@ -274,11 +274,9 @@ async def _follow(client: Client, run_id: str, after: str) -> AsyncIterator[str]
                 return
         if got:
             continue
-        record = await run_in_threadpool(queries.run_record, rt, run_id)
-        if record is None or record.status is not RunStatus.RUNNING:
+        if await logs.status(run_id) != RunStatus.RUNNING.value:
             # ended (or expired) with its end entry before ``after``: nothing more will come
-            late = await run_in_threadpool(queries.follow_log, rt, run_id, last, None, 1)
-            if not late:
+            if not await logs.follow(run_id, last, count=1):
                 yield "event: end\ndata: {}\n\n"
                 return
         else:

@@ -3,10 +3,10 @@
 What travels: task messages (:class:`Message` with :class:`StepArgs` or :class:`ToolArgs`),
 call addresses (:class:`CallAddress`: where an answer goes), waiter records, run-log entries
 (:class:`LogKind`, :func:`log_fields`, :func:`parse_entry`), run hashes (:class:`RunRecord`),
-in-flight records, dead letters and spans (:class:`Span`: what one delivery did). Journal
-entries are :class:`JournalEntry` (shared with the in-process runtime). ``docs/distributed.md``
-lists them with the Redis keys and the Lua scripts' contracts; ``tests/unit/test_wire_format.py``
-pins each shape.
+in-flight records, timers (:class:`TimerEntry`, :class:`TimerAnswer`), dead letters and spans
+(:class:`Span`: what one delivery did). Journal entries are :class:`JournalEntry` (shared with
+the in-process runtime). ``docs/distributed.md`` lists them with the Redis keys and the Lua
+scripts' contracts; ``tests/unit/test_wire_format.py`` pins each shape.
 """
 
 from tasks.protocol._json import compact
@@ -41,6 +41,7 @@ from tasks.protocol.state import (
     journal_fields,
     parse_journal_hash,
 )
+from tasks.protocol.timers import TimerAnswer, TimerEntry, parse_timer
 from workflows._engine.records import JournalEntry
 
 __all__ = [
@@ -64,6 +65,8 @@ __all__ = [
     "SpanOutcome",
     "StepArgs",
     "TaskArgs",
+    "TimerAnswer",
+    "TimerEntry",
     "ToolArgs",
     "WaiterRecord",
     "Where",
@@ -75,4 +78,5 @@ __all__ = [
     "parse_entry",
     "parse_journal_hash",
     "parse_messages",
+    "parse_timer",
 ]

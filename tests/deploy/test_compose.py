@@ -204,6 +204,22 @@ def test_the_api_requires_its_token_from_the_env_and_is_published_on_loopback_on
     assert f"urlopen('http://127.0.0.1:{port}/health'" in api["healthcheck"]["test"][3]
 
 
+def test_the_scheduler_healthcheck_reads_the_heartbeat_its_command_touches(
+    tmp_path: Path,
+) -> None:
+    service = services()["scheduler"]
+    args = argv(service)
+    assert args[:2] == ["baton", "scheduler"]
+    beat = args[args.index("--heartbeat") + 1]
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"] and repr(beat) in test[3]
+    code = test[3].replace(repr(beat), repr(str(tmp_path / "beat")))
+    (tmp_path / "beat").touch()
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0  # fresh: healthy
+    os.utime(tmp_path / "beat", (0, 0))
+    assert subprocess.run([sys.executable, "-c", code]).returncode != 0  # stale: unhealthy
+
+
 def test_baton_metrics_serve_answers_scrapes_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     env["BATON_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens: baton_store_up 0

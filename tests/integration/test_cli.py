@@ -23,7 +23,7 @@ from app.client import Client
 from app.metrics import MetricsServer
 from app.stack import LocalStack
 from config import Settings
-from tests.harness import ROOT, RedisServer, Worker, eventually, free_port, worker_env
+from tests.harness import ROOT, RedisServer, Worker, eventually, free_port, spawn, worker_env
 
 pytestmark = pytest.mark.integration
 IMPORTS = '["examples", "tests.integration.flows"]'
@@ -231,15 +231,7 @@ def test_worker_command_serves_its_queue_with_the_topologys_pool(
 ) -> None:
     env = worker_env(redis_server.url, testdir)
     log = testdir / "cli-worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "-Q", "itest", "-c", "1", "-P", "threads"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = spawn(["app.cli", "worker", "-Q", "itest", "-c", "1", "-P", "threads"], env, log)
     try:
         eventually(lambda: "ready." in log.read_text(), timeout=40, what="worker ready")
         banner = log.read_text()
@@ -276,7 +268,7 @@ def test_local_stack_runs_redis_a_worker_per_queue_and_flower_then_stops_them_al
         api_port=free_port(),
     )
     with LocalStack(settings, cwd=ROOT) as stack:
-        assert set(stack.procs) == {"redis", "itest", "side", "flower", "api"}
+        assert set(stack.procs) == {"redis", "itest", "side", "flower", "api", "scheduler"}
         assert stack.redis_url is not None and stack.redis_url.startswith("redis://:")
         assert stack.flower_password != "change-me"
         client = Client(stack.settings)
@@ -332,7 +324,7 @@ def test_a_stack_whose_owner_is_killed_leaves_no_processes_behind(tmp_path: Path
     try:
         eventually(report.exists, timeout=60, what="stack started")
         pids = json.loads(report.read_text())["pids"]
-        assert set(pids) == {"redis", "itest"}
+        assert set(pids) == {"redis", "itest", "scheduler"}
     finally:
         owner.kill()
         owner.wait()

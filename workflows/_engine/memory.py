@@ -6,7 +6,9 @@ Tools and child workflows run right here; a ``wait_for_event`` parks the step un
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +72,12 @@ class MemoryBackend:
             run.publish(waiter_event)
         run.root.waiters.append(Waiter(run, inv, call_id, event_type, requirements, waiter_event))
         return await inv.parking.park(call)  # type: ignore[no-any-return]
+
+    async def sleep(self, inv: Invocation, call_id: str, seconds: float) -> None:
+        """An asyncio sleep, journaled first with its wake-up time (wall clock): a step
+        restored from a snapshot (``Context.to_dict``) replays it and sleeps what is left."""
+        inv.journal[call_id] = JournalEntry.ok(time.time() + seconds)
+        await asyncio.sleep(seconds)
 
     def effect(self, inv: Invocation, effect: Effect) -> None:
         run = self.run

@@ -132,7 +132,15 @@ class WaitCall:
     waiter: dict[str, Any] | None
 
 
-ParkedCall = ToolCall | ChildCall | WaitCall
+@dataclass(frozen=True, slots=True)
+class SleepCall:
+    """``ctx.sleep(seconds)`` distributed: a durable timer that answers the call once due."""
+
+    call_id: str
+    seconds: float
+
+
+ParkedCall = ToolCall | ChildCall | WaitCall | SleepCall
 
 
 # --- effects: events a step sent or streamed ----------------------------------------------

@@ -8,9 +8,12 @@ that is resumed or redelivered replays to where it was without repeating anythin
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import json
+import math
+import time
 import typing
 from typing import Any, Generic
 
@@ -279,6 +282,24 @@ class Context(Generic[S]):
         if not isinstance(event, event_type):
             raise PayloadError(f"expected {event_type.__name__}, got {type(event).__name__}")
         return event
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, durably. In-process an asyncio sleep, journaled with its wake-up
+        time (a step restored from a snapshot sleeps only what is left); distributed a timer in
+        Redis: the step suspends, its worker is freed, and it resumes once due — across
+        restarts of every worker and of Redis. A replay never sleeps again."""
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"ctx.sleep() takes a finite number of seconds >= 0, not {seconds!r}")
+        call_id = self._next_call_id()
+        entry = self._invocation.journal.get(call_id)
+        if entry is not None:
+            # distributed: the timer answered (None); in-process: the wake-up time
+            left = 0.0 if entry.value is None else float(entry.value) - time.time()
+            if left > 0:
+                await asyncio.sleep(left)
+            return
+        if seconds > 0:
+            await self._step_backend.sleep(self._invocation, call_id, float(seconds))
 
     def retry_info(self) -> RetryInfo:
         """This step's retry state (LlamaIndex's): retry number (0 on the first attempt) and

@@ -1,0 +1,101 @@
+"""Durable timers: delayed task messages wait in Redis, never in a broker's ETA.
+
+A message sent with a countdown (a step or tool retry's backoff, the timer of a ``ctx.sleep``)
+is framed without ETA and added by ``Runtime.send`` to the timer sorted set (``Keys.timers``;
+score: when it is due, by Redis's clock; member: a :class:`~tasks.protocol.TimerEntry`), in the
+same round trip as the sender's other writes. A pump thread in every worker's main process
+releases the due entries every ``INTERVAL`` seconds with the RELEASE script: one atomic step
+that pushes them onto their queue lists and removes them, so several pumps never release an
+entry twice. The set lives in Redis (AOF), so a timer of hours or days survives restarts of
+every worker and of Redis; no worker holds a delayed message in memory, so none can pass its
+visibility timeout there.
+
+``ctx.sleep(seconds)`` distributed parks the step like a tool call does (PARK counts the sleep's
+call id as pending) and adds a :class:`~tasks.protocol.TimerAnswer` in the same round trip: once
+due, RELEASE journals the call's answer (``None``) exactly as COMPLETE journals a tool's, and the
+last answer resumes the step. One hop per wake-up (the resume), no task for the timer itself;
+the call id journals the sleep, so a replay does not sleep again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import signals
+
+from tasks.protocol import JournalEntry, TimerAnswer
+from tasks.runtime import Runtime
+
+log = logging.getLogger("baton.timers")
+
+INTERVAL = 0.02  # seconds between releases: what a timer may be late by, before its hop
+BATCH = 500  # entries per script call (a full batch is followed at once by the next)
+
+
+def add_sleep(
+    rt: Runtime, pipe: Any, run_id: str, inv_id: str, call_id: str, seconds: float
+) -> None:
+    """On ``pipe`` (after the PARK that counts ``call_id`` as pending): answer the call with
+    ``None`` in ``seconds``, by Redis's clock."""
+    k = rt.keys
+    answer = TimerAnswer(
+        k.journal(run_id, inv_id),
+        k.wait(run_id, inv_id),
+        k.inflight(run_id),
+        call_id,
+        JournalEntry.ok(None).to_json(),
+    )
+    pipe.zadd(k.timers(), {answer.dump(): rt.server_time() + seconds})
+
+
+class TimerPump(threading.Thread):
+    """Releases due timers every ``interval`` seconds while the worker lives; logs (and keeps
+    trying) while Redis is away."""
+
+    def __init__(self, rt: Runtime, interval: float = INTERVAL, batch: int = BATCH) -> None:
+        super().__init__(name="baton-timers", daemon=True)
+        self.rt, self.interval, self.batch = rt, interval, batch
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        failing = False
+        while not self.stopped.wait(self.interval):
+            try:
+                while self.release_once() >= self.batch and not self.stopped.is_set():
+                    pass
+            except Exception:  # Redis down or restarting: the timers wait in Redis
+                if not failing:
+                    log.warning("timer pump: cannot release due timers", exc_info=True)
+                failing = True
+                self.stopped.wait(0.5)
+                continue
+            if failing:
+                log.warning("timer pump: releasing due timers again")
+                failing = False
+
+    def release_once(self) -> int:
+        """Push the due timers (at most a batch) onto their queues; returns how many."""
+        release = self.rt.script("RELEASE")
+        return int(release(keys=[self.rt.keys.timers()], args=[self.batch]))
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def install(rt: Runtime) -> None:
+    """Start a timer pump in each worker's main process once it is ready; stop on shutdown."""
+    started: list[TimerPump] = []
+
+    def start(**_: Any) -> None:
+        pump = TimerPump(rt)
+        started.append(pump)
+        pump.start()
+
+    def stop(**_: Any) -> None:
+        for pump in started:
+            pump.stop()
+
+    signals.worker_ready.connect(start, weak=False)
+    signals.worker_shutdown.connect(stop, weak=False)
