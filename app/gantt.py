@@ -90,4 +90,5 @@ OUTCOME_STYLE = {
     SpanOutcome.SUSPENDED.value: "cyan",
     SpanOutcome.RETRY.value: "yellow",
     SpanOutcome.FAILED.value: "red",
+    SpanOutcome.LIMITED.value: "magenta",
 }

@@ -168,7 +168,7 @@ def _spans(rt: Runtime) -> list[Gauge | Histogram]:
             Histogram(
                 f"baton_{kind}_duration_seconds",
                 f"Seconds per {what}, by {kind} name and outcome "
-                "(completed, suspended, retry, failed).",
+                "(completed, suspended, retry, failed, limited).",
                 [({"name": s.name, "outcome": s.outcome}, s) for s in mine],
             )
         )

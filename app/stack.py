@@ -182,7 +182,10 @@ def free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could bind ``port`` now: with SO_REUSEADDR, as uvicorn, Flower and
+    redis-server bind, so the TIME_WAIT left by a stack that just stopped is no conflict."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

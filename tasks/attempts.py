@@ -48,9 +48,15 @@ class Attempt:
 
 def tell_celery(attempt: Attempt | None) -> None:
     """Return (SUCCESS) or raise what makes Celery record the attempt as it ended."""
-    if attempt is None or attempt.span.outcome not in (SpanOutcome.FAILED, SpanOutcome.RETRY):
+    if attempt is None or attempt.span.outcome not in (
+        SpanOutcome.FAILED,
+        SpanOutcome.RETRY,
+        SpanOutcome.LIMITED,
+    ):
         return
     span = attempt.span
+    if span.outcome is SpanOutcome.LIMITED:  # not run: re-sent to wait for its rate limit
+        raise Retry(f"{span.error} (run {span.run}, attempt {span.attempt}); Baton re-sent it")
     what = f"tool {span.name}" if span.call else f"step {span.name}"
     summary = f"{span.error or 'failed'} (run {span.run}, {what}, attempt {span.attempt})"
     cause = RemoteTraceback(attempt.traceback) if attempt.traceback else None

@@ -85,6 +85,16 @@ class Keys:
         onto their queue lists by the timer pump (``tasks.timers``) once due."""
         return f"{self.prefix}:timers"
 
+    def rate(self, tool: str, key: str) -> str:
+        """Hash: a rate-limited tool's (and key's) next free slot, lateness absorbed and last
+        start, Redis's clock (``ACQUIRE``); expires an hour after its last slot."""
+        return f"{self.prefix}:limit:rate:{tool}:{key}"
+
+    def reservation(self, run_id: str, call_id: str, attempt: int) -> str:
+        """String: the slot ``ACQUIRE`` gave one attempt of a rate-limited call (a redelivery
+        or its delayed resend is not charged again); expires an hour after the slot."""
+        return f"{self.prefix}:limit:res:{run_id}:{call_id}:{attempt}"
+
     def reaper_lock(self) -> str:
         return f"{self.prefix}:reaper"
 

@@ -210,3 +210,47 @@ redis.call('ZREM', KEYS[1], unpack(due))
 return #due
 """
 )
+
+# KEYS: a rate limit's state (hash ``limit:rate:{tool}:{key}``: ``tat`` the next free slot,
+# ``shift`` the backlog absorbed so far, ``next`` when the next start is due), one call
+# attempt's reservation (``limit:res:{run}:{call}:{attempt}``).
+# ARGV: interval (seconds), how long state and reservations outlive their slots (seconds), how
+# early a call may come back for its slot (seconds), tolerance (seconds, < the interval).
+# GCRA without burst, in two parts. Order: a new reservation's slot is max(tat, now - shift)
+# and tat moves one interval past it, so slots are handed out in the order calls ask (FIFO per
+# key); an attempt that holds one (redelivered, or back from waiting) keeps it and is not
+# charged again. Rate: a start is conforming when now >= next - tolerance, and moves ``next`` to
+# max(next, now) + interval (the classic GCRA test: over any stretch the starts keep to the
+# rate, two starts are at least interval - tolerance apart, and a start a few ms late is made
+# up by the next one). A call starts when both hold. One that starts more than an interval
+# past its slot (a backlog of deliveries) adds its lateness to ``shift``, moving every
+# outstanding slot as much: the calls a backlog made late start an interval apart, in order,
+# instead of all waking for the same turn.
+# Returns {due, now (Redis's clock), 1 if it starts now else 0}.
+ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval, keep = tonumber(ARGV[1]), tonumber(ARGV[2])
+local early, tolerance = tonumber(ARGV[3]), tonumber(ARGV[4])
+local st = redis.call('HMGET', KEYS[1], 'tat', 'shift', 'next')
+local tat, shift = tonumber(st[1] or '0'), tonumber(st[2] or '0')
+local nxt = tonumber(st[3] or '0')
+local slot = tonumber(redis.call('GET', KEYS[2]) or '')
+if not slot then
+  slot = math.max(tat, now - shift)
+  tat = slot + interval
+  redis.call('SET', KEYS[2], string.format('%.6f', slot), 'EX',
+    math.ceil(slot + shift - now) + keep)
+end
+local due = math.max(slot + shift - early, nxt - tolerance)
+local starts = 0
+if due <= now then
+  if now - (slot + shift) > interval then shift = now - slot end
+  nxt = math.max(nxt, now) + interval
+  starts = 1
+end
+redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', tat), 'shift',
+  string.format('%.6f', shift), 'next', string.format('%.6f', nxt))
+redis.call('EXPIRE', KEYS[1], math.ceil(math.max(tat + shift, nxt) - now) + keep)
+return {string.format('%.6f', due), string.format('%.6f', now), starts}
+"""

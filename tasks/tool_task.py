@@ -4,7 +4,8 @@ A tool's failure never fails the task: it is journaled as data (ToolError: type,
 attempts, and the tool's own exception as ``original``: class name, args, JSON attributes) for
 the calling step to handle, where it is rebuilt as an instance of that class too. The call id
 is the tool's idempotency key, the same on every attempt and redelivery; a call already answered
-is never executed again.
+is never executed again. A rate-limited tool's call first takes its slot (``ACQUIRE``); one
+that is early is re-sent to wait in the timer set instead of running (``_take_slot``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from workflows.errors import ToolError, ToolTimeout
 from workflows.tools import SyncMode, ToolSpec, as_tool_error, get_tool
 
 log = logging.getLogger("baton.worker")
+EARLY = 0.005  # seconds a call may come back before its rate-limit slot (clock estimates)
+RESERVED_FOR = 3600  # seconds rate-limit state and reservations outlive their slots
 
 
 def run_tool(
@@ -78,7 +81,19 @@ def run_tool(
         span = clock.span(SpanOutcome.FAILED, err)
         runs.answer_call(rt, args.address, JournalEntry.error(err.to_info()), task_id, span)
         return Attempt(span)
-    value, error = _attempt(rt, spec, args)
+    value: Any = None
+    error: ToolError | None = None
+    if spec.rate is not None:
+        try:
+            key = spec.limit_key(args.args)
+        except Exception as exc:  # invalid arguments, or the rate_key function raised
+            error = as_tool_error(spec.name, exc, args.attempt)
+        else:
+            early = _take_slot(rt, spec, args, key, task_id, clock)
+            if early is not None:
+                return early
+    if error is None:
+        value, error = _attempt(rt, spec, args)
     # The soft limit's signal fires once; if it lands while the outcome is being reported,
     # report it again rather than lose it.
     attempt = None
@@ -91,6 +106,37 @@ def run_tool(
     if error is not None:
         _log_failure(spec.name, args, error)
     return attempt
+
+
+def _take_slot(
+    rt: Runtime, spec: ToolSpec, args: ToolArgs, key: str, task_id: str | None, clock: _Clock
+) -> Attempt | None:
+    """Take (or find) this attempt's slot under the tool's rate limit (``ACQUIRE``). None: it
+    starts now (ACQUIRE counted its start); else the message was re-sent to wait in the timer
+    set until it is due (no worker holds it), this delivery is finished, and its span says so."""
+    assert spec.rate is not None
+    k = rt.keys
+    acquire = rt.script("ACQUIRE")
+    reservation = k.reservation(args.run_id, args.call_id, args.attempt)
+    due, now, starts = acquire(
+        keys=[k.rate(spec.name, key), reservation],
+        args=[repr(spec.rate.interval), RESERVED_FOR, EARLY, repr(spec.rate.tolerance)],
+    )
+    if int(starts):
+        return None
+    slot = float(due)
+    until = time.strftime("%H:%M:%S", time.localtime(slot)) + f".{int(slot * 1000) % 1000:03d}"
+    keyed = f" (key {key})" if key else ""
+    what = f"waiting for rate limit {spec.rate.text} of tool {spec.name}{keyed} until {until}"
+    span = replace(clock.span(SpanOutcome.LIMITED), error=what)
+    message = rt.placement.tool_message(spec, args, slot - float(now))  # a new task id
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.rpush(k.spans(args.run_id), span.to_json())
+    rt.send([message], pipe)  # to the timer set: it waits in Redis, not in a worker
+    rt.finished(pipe, args.run_id, task_id)
+    pipe.execute()
+    log.debug("tool %s in run %s (attempt %d): %s", spec.name, args.run_id, args.attempt, what)
+    return Attempt(span)
 
 
 def hard_timeout(

@@ -35,6 +35,7 @@ TEST_IMPORTS = [
     "tests.integration.resource_flows",
     "tests.integration.tool_error_flows",
     "tests.integration.timer_flows",
+    "tests.integration.limit_flows",
 ]
 T = TypeVar("T")
 
@@ -193,6 +194,9 @@ class Worker:
 
     def stop(self) -> None:
         stop_group(self.proc)
+
+
+StartWorker = Callable[..., "Worker"]  # the ``isolated_workers`` fixture: start(queue, name, n)
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -29,6 +29,7 @@ from workflows.errors import (
     WorkflowDefinitionError,
     error_from_info,
 )
+from workflows.rate_limit import RateKey, RateLimit, parse_rate, wait_turn
 from workflows.retry import NO_RETRY, Retry
 from workflows.step import Mode
 
@@ -59,6 +60,15 @@ class ToolSpec:
     retry: Retry
     mode: Mode | None
     description: str
+    rate: RateLimit | None = None
+    rate_key: RateKey | None = None
+
+    def limit_key(self, args: dict[str, Any]) -> str:
+        """The rate limit's key for a call: ``rate_key`` of its validated arguments (defaults
+        filled in), or ``""`` (one limit for every call)."""
+        if self.rate_key is None:
+            return ""
+        return str(self.rate_key(self.validate_args(args)))
 
     def json_schema(self) -> dict[str, Any]:
         """OpenAI-style function schema: name, description, parameters."""
@@ -130,6 +140,8 @@ class ToolSpec:
         attempt = 1
         while True:
             try:
+                if self.rate is not None:  # in-process: limited per process (rate_limit.py)
+                    await wait_turn(self.name, self.limit_key(args), self.rate)
                 return await self.invoke_once(args, call_id, attempt)
             except Exception as exc:
                 error = as_tool_error(self.name, exc, attempt)
@@ -169,6 +181,8 @@ def tool(
     timeout: float | None = None,
     retry: Retry | None = None,
     mode: Mode | None = None,
+    rate_limit: str | None = None,
+    rate_key: RateKey | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -181,11 +195,20 @@ def tool(
     timeout: float | None = None,
     retry: Retry | None = None,
     mode: Mode | None = None,
+    rate_limit: str | None = None,
+    rate_key: RateKey | None = None,
 ) -> F | Callable[[F], F]:
-    """Register a typed function as a tool (bare, or with options)."""
+    """Register a typed function as a tool (bare, or with options).
+
+    ``rate_limit`` (``"5/s"``, ``"60/m"``, ``"100/h"``) spaces its calls across every worker,
+    per value of ``rate_key(args)`` when given (a function of the call's arguments)."""
+    rate = None if rate_limit is None else parse_rate(rate_limit)
+    if rate_key is not None and (rate is None or not callable(rate_key)):
+        raise ValueError("rate_key needs a rate_limit and must be a function of the arguments")
 
     def register(f: F) -> F:
         spec = _build(f, name or f.__name__, queue, timeout, retry or NO_RETRY, mode)
+        spec.rate, spec.rate_key = rate, rate_key
         _TOOLS[spec.name] = spec
         f.__baton_tool__ = spec  # type: ignore[attr-defined]
         return f

@@ -33,6 +33,7 @@ class SpanOutcome(StrEnum):
     SUSPENDED = "suspended"
     RETRY = "retry"
     FAILED = "failed"
+    LIMITED = "limited"  # a tool call early for its rate limit's slot: re-sent, not run
 
 
 @dataclass(frozen=True, slots=True)

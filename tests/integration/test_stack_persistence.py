@@ -17,7 +17,7 @@ import pytest
 
 from app.stack import STATE_FILE, LocalStack, StackError, StackState
 from config import Settings
-from tests.harness import ROOT, eventually, free_port
+from tests.harness import ROOT, ProcessDied, eventually, free_port
 
 pytestmark = pytest.mark.integration
 EXPORT = re.compile(r"export BATON_REDIS_URL=(redis://:(\w+)@127\.0\.0\.1:(\d+)/0)")
@@ -56,7 +56,13 @@ def _run_up_once(tmp_path: Path, env: dict[str, str], workdir: Path, n: int) -> 
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=o, stderr=e)
     try:
-        eventually(lambda: "Press Ctrl-C" in out.read_text(), timeout=60, what="baton up ready")
+
+        def ready() -> bool:
+            if proc.poll() is not None:  # it gave up: say why at once, not after the timeout
+                raise ProcessDied(f"baton up exited {proc.returncode}: {err.read_text()[-2000:]}")
+            return "Press Ctrl-C" in out.read_text()
+
+        eventually(ready, timeout=90, what="baton up ready")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 130
     finally:

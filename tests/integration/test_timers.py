@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,36 +17,20 @@ import pytest
 from app.client import Client
 from tasks import reaper
 from tasks.protocol import Message, StepArgs, TimerAnswer, TimerEntry, parse_timer
-from tests.harness import RedisServer, Worker, eventually, private_client, worker_env
+from tests.harness import RedisServer, StartWorker, eventually
 from tests.integration.timer_flows import QUEUE
 
 pytestmark = pytest.mark.integration
-LIMITS = {"BATON_MAX_TIME_LIMIT": 5, "BATON_VISIBILITY_TIMEOUT": 8}
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"tm{uuid.uuid4().hex[:8]}"
+def timer_client(isolated_client: Client) -> Client:
+    return isolated_client
 
 
 @pytest.fixture
-def timer_client(redis_server: RedisServer, prefix: str) -> Client:
-    return private_client(redis_server.url, prefix, max_time_limit=5, visibility_timeout_override=8)
-
-
-@pytest.fixture
-def worker_factory(redis_server: RedisServer, testdir: Path, prefix: str) -> Iterator[Any]:
-    started: list[Worker] = []
-
-    def start(name: str, concurrency: int = 1) -> Worker:
-        env = worker_env(redis_server.url, testdir, BATON_KEY_PREFIX=prefix, **LIMITS)
-        worker = Worker(env, [QUEUE], concurrency=concurrency, name=f"{name}-{prefix}@test")
-        started.append(worker.start())
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
+def worker_factory(isolated_workers: StartWorker) -> StartWorker:
+    return partial(isolated_workers, QUEUE)
 
 
 def _lines(testdir: Path, name: str) -> list[str]:
@@ -126,7 +110,7 @@ def test_a_sleep_gathered_with_a_tool_call_resumes_once_both_are_in(
 
 
 def test_the_reaper_never_resends_a_message_held_by_a_timer(
-    timer_client: Client, prefix: str
+    timer_client: Client, isolated_prefix: str
 ) -> None:
     """Even past its due time plus the visibility timeout (no pump ran: every worker down),
     a message still in the timer set is not taken for lost."""
