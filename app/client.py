@@ -77,7 +77,8 @@ class RunInfo:
 class RunState:
     """Where a run stands, in terms a user can act on.
 
-    ``state``: ``queued`` (its next messages wait on ``queues`` and none started), ``running``,
+    ``state``: ``queued`` (its next messages wait on ``queues`` and none started), ``waiting for
+    a limit`` (its only work is tool calls waiting for a rate or concurrency limit), ``running``,
     ``waiting for input`` (for ``awaiting`` event types: answer with ``send_event``), or how it
     ended: ``completed``, ``failed``, ``cancelled``. ``unserved``: the queues it has messages on
     that no live worker consumes (start one: ``baton worker -Q <queue>``)."""
@@ -222,6 +223,8 @@ class RunHandle:
         unserved = tuple(q for q in queues if q not in served)
         if awaiting and not now_doing.started:
             return RunState("waiting for input", queues, unserved, awaiting)
+        if queues and not now_doing.started and queries.limit_delayed(self._rt, self.run_id):
+            return RunState("waiting for a limit", queues, unserved, awaiting)
         if queues and not now_doing.started:
             return RunState("queued", queues, unserved, awaiting)
         return RunState("running", queues, unserved, awaiting)

@@ -12,6 +12,13 @@ the share within +-10% of 10; the smallest gap between two starts. Mid-way it sa
 waiting calls are (the timer set, the queue list, kombu's unacked hash).
 
     .venv/bin/python -m benchmarks.bench_limits [--runs 4] [--calls 80] [--workers 2]
+
+``--concurrency-test``: a concurrency limit of 3 per key (``concurrent_3_keyed``, each call
+holding its permit 300 ms) under ``runs x calls`` calls (default 5 x 100 = 500) spread over 20
+keys, on ``workers`` threads workers of concurrency 40 (more slots than the 60 permits, so
+the limit binds); reported: the most calls of one
+key observed in flight at once (from each execution's enter and exit times), per key and
+overall, and the throughput.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from app.client import Client
 from benchmarks.bench_distributed import _running
 from config import Settings
 from tests.harness import RedisServer, Worker, worker_env
-from tests.integration.limit_flows import QUEUE, effects
+from tests.integration.limit_flows import QUEUE, effects, held
 
 IMPORTS = ["tests.integration.limit_flows"]
 PREFIX = "blimits"
@@ -101,10 +108,69 @@ def bench(url: str, tmp: Path, runs: int, calls: int, n_workers: int) -> Any:
     }
 
 
+def max_in_flight(spans: list[tuple[float, float]]) -> int:
+    """The most executions in progress at one instant (an exit sorts before an equal enter)."""
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    most = level = 0
+    for _, step in events:
+        level += step
+        most = max(most, level)
+    return most
+
+
+def bench_concurrency(url: str, tmp: Path, runs: int, calls: int, n_workers: int) -> Any:
+    env = worker_env(url, tmp, BATON_IMPORTS=json.dumps(IMPORTS), BATON_KEY_PREFIX=PREFIX)
+    workers = [
+        Worker(env, [QUEUE], 40, pool="threads", name=f"climits{i}@bench") for i in range(n_workers)
+    ]
+    settings = Settings(redis_url=url, key_prefix=PREFIX, imports=IMPORTS)
+    client = Client(runtime=create_app(settings)[1])
+    users = [f"u{i:02d}" for i in range(20)]
+    with _running(workers[0]):
+        for w in workers[1:]:
+            w.start()
+        try:
+            began = time.perf_counter()
+            handles = [
+                client.submit(
+                    "LimitBurst", label="cbench", tool="concurrent_3_keyed", n=calls, users=users
+                )
+                for _ in range(runs)
+            ]
+            done = sum(h.result(timeout=120) for h in handles)
+            total = time.perf_counter() - began
+            limited = sum(1 for h in handles for sp in h.spans() if sp.outcome.value == "limited")
+        finally:
+            for w in workers[1:]:
+                w.stop()
+    by_key: dict[str, list[tuple[float, float]]] = {}
+    for line in held("cbench", tmp).read_text().splitlines():
+        enter, leave, _, key = line.split()
+        by_key.setdefault(key, []).append((float(enter), float(leave)))
+    per_key = {key: max_in_flight(spans) for key, spans in sorted(by_key.items())}
+    return {
+        "limit": "concurrency 3 per key, 20 keys, 300 ms per call",
+        "workers": f"{n_workers} x threads, concurrency 40",
+        "calls": runs * calls,
+        "completed": done,
+        "executions": sum(len(v) for v in by_key.values()),
+        "limited_spans": limited,
+        "total_s": round(total, 2),
+        "calls_per_s": round(runs * calls / total, 1),
+        "max_in_flight_per_key": per_key,
+        "max_in_flight_any_key": max(per_key.values()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=4)
-    parser.add_argument("--calls", type=int, default=80, help="calls gathered by each run")
+    parser.add_argument("--runs", type=int, default=None, help="4 (5 with --concurrency-test)")
+    parser.add_argument(
+        "--calls", type=int, default=None, help="calls gathered by each run: 80 (100)"
+    )
+    parser.add_argument(
+        "--concurrency-test", action="store_true", help="a concurrency limit of 3 per key"
+    )
     parser.add_argument("--workers", type=int, default=2, help="prefork worker processes (c2)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="baton-bench-limits-"))
@@ -112,7 +178,11 @@ def main() -> None:
     server = RedisServer(tmp / "redis", appendfsync="everysec")
     server.start()
     try:
-        out = bench(server.url, tmp, args.runs, args.calls, args.workers)
+        if args.concurrency_test:
+            runs, calls = args.runs or 5, args.calls or 100
+            out = bench_concurrency(server.url, tmp, runs, calls, args.workers)
+        else:
+            out = bench(server.url, tmp, args.runs or 4, args.calls or 80, args.workers)
     finally:
         server.stop()
     print(json.dumps(out, indent=2))

@@ -95,6 +95,17 @@ class Keys:
         or its delayed resend is not charged again); expires an hour after the slot."""
         return f"{self.prefix}:limit:res:{run_id}:{call_id}:{attempt}"
 
+    def concurrency(self, tool: str, key: str) -> str:
+        """The base of a concurrency-limited tool's (and key's) keys (``TAKE``, ``GIVE``):
+        ``base:holders`` (sorted set: holding task id -> lease expiry, Redis's clock) and
+        ``base:waiting`` (list: ``task id \n queue key \n envelope``, FIFO)."""
+        return f"{self.prefix}:limit:conc:{tool}:{key}"
+
+    def concurrency_index(self) -> str:
+        """Hash: every concurrency limit's base with holders or waiting calls -> ``"N lease"``
+        (swept by ``RECLAIM``, read by the reaper)."""
+        return f"{self.prefix}:limit:conc:index"
+
     def reaper_lock(self) -> str:
         return f"{self.prefix}:reaper"
 

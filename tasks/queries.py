@@ -24,6 +24,9 @@ from tasks.protocol import (
     LogEntry,
     RunRecord,
     Span,
+    SpanKind,
+    SpanOutcome,
+    ToolArgs,
     WaiterRecord,
     parse_entry,
 )
@@ -185,6 +188,36 @@ def activity(rt: Runtime, run_id: str) -> Activity:
             else:
                 queued[InflightRecord.from_json(text).message.queue] += 1
     return Activity(dict(queued), started)
+
+
+def limit_delayed(rt: Runtime, run_id: str) -> bool:
+    """Whether the run tree has in-flight messages and every one is a tool call waiting for
+    its rate or concurrency limit: its attempt's latest span is ``limited`` (it may also have
+    just been released, and be on its queue)."""
+    ids = run_tree(rt, run_id)
+    calls: list[tuple[Any, ...]] = []
+    for rid in ids:
+        calls += [("hvals", rt.keys.inflight(rid)), ("lrange", rt.keys.spans(rid), 0, -1)]
+    with store_errors():
+        raws = _pipelined(rt, calls)
+    latest: dict[tuple[str, str, int], Span] = {}
+    pending = []
+    for inflight, texts in zip(raws[::2], raws[1::2], strict=True):
+        pending += [InflightRecord.from_json(text).message.args for text in inflight]
+        for text in texts:
+            span = Span.from_json(text)
+            key = (span.run, span.call, span.attempt)
+            if span.kind is SpanKind.TOOL and (key not in latest or span.end >= latest[key].end):
+                latest[key] = span
+    if not pending:
+        return False
+    for a in pending:
+        if not isinstance(a, ToolArgs):
+            return False
+        last = latest.get((a.run_id, a.call_id, a.attempt))
+        if last is None or last.outcome is not SpanOutcome.LIMITED:
+            return False
+    return True
 
 
 def live_workers(rt: Runtime) -> list[WorkerRecord]:

@@ -16,7 +16,9 @@ so an overload would feed itself. A sweep therefore decides *lost* in three step
    hash (small: prefetch x workers) for what is still missing (a started task's message found
    there is kombu's to restore if its worker died), then the timer set (``tasks.timers``) for
    what is still missing: a delayed message's record is due when its timer is, so it is only
-   ever a candidate there when no pump ran for a visibility timeout past its due time. Task
+   ever a candidate there when no pump ran for a visibility timeout past its due time; then
+   the concurrency limits' waiting lists (``TAKE``), where a call may wait for its permit far
+   longer than a visibility timeout. Task
    ids come out of the raw envelopes with a regex on ``"id"`` keys (the body is base64, so
    only headers match; a key must follow ``{`` or ``,`` so ``root_id`` and ``parent_id``
    never do). Every in-flight
@@ -198,6 +200,9 @@ def _present(rt: Runtime, records: list[Inflight], candidates: list[Inflight]) -
     missing -= found
     if missing:  # held by a timer no pump released yet (every worker was down past its due)
         found |= _in_timers(rt.redis, rt.keys.timers(), missing)
+    missing -= found
+    if missing:  # waiting for a concurrency limit's permit (``TAKE``): not lost
+        found |= _in_waiting(rt.redis, rt.keys.concurrency_index(), missing)
     return found
 
 
@@ -229,6 +234,17 @@ def _in_timers(r: Any, key: str, wanted: set[str]) -> set[str]:
     found: set[str] = set()
     for member, _ in r.zscan_iter(key, count=PAGE):
         found |= _task_ids([member]) & wanted
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def _in_waiting(r: Any, index: str, wanted: set[str]) -> set[str]:
+    """The ``wanted`` ids in the concurrency limits' waiting lists (entries: ``task id \n
+    queue key \n envelope``), every limit in use named by the index hash."""
+    found: set[str] = set()
+    for base in r.hkeys(index):
+        found |= _in_list(r, f"{base}:waiting", wanted - found)
         if len(found) == len(wanted):
             break
     return found

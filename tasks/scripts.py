@@ -254,3 +254,91 @@ redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', tat), 'shift',
 redis.call('EXPIRE', KEYS[1], math.ceil(math.max(tat + shift, nxt) - now) + keep)
 return {string.format('%.6f', due), string.format('%.6f', now), starts}
 """
+
+# Concurrency limits (``tasks.tool_task``): per tool and key, a sorted set of holders (``base
+# :holders``: task id -> lease expiry by Redis's clock) and a FIFO list of waiting framed
+# messages (``base:waiting``: ``task id \n queue key \n envelope``); the index hash (KEYS[1])
+# names every base in use with its ``"N lease"``. ``fill`` drops expired holders and hands each
+# free permit to the oldest waiting message: the permit is added for its task id (so another
+# call cannot take it before it arrives) and the message is pushed onto its queue list.
+CONCURRENCY = """
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function fill(index, base, n, lease, now)
+  local holders, waiting = base .. ':holders', base .. ':waiting'
+  redis.call('ZREMRANGEBYSCORE', holders, '-inf', string.format('%.6f', now))
+  local moved = 0
+  while redis.call('ZCARD', holders) < n do
+    local entry = redis.call('LPOP', waiting)
+    if not entry then break end
+    local a = string.find(entry, '\\n', 1, true)
+    local b = string.find(entry, '\\n', a + 1, true)
+    redis.call('ZADD', holders, string.format('%.6f', now + lease), string.sub(entry, 1, a - 1))
+    redis.call('LPUSH', string.sub(entry, a + 1, b - 1), string.sub(entry, b + 1))
+    moved = moved + 1
+  end
+  if redis.call('EXISTS', holders) == 0 and redis.call('EXISTS', waiting) == 0 then
+    redis.call('HDEL', index, base)
+  end
+  return moved
+end
+"""
+
+# KEYS: concurrency index, the run's in-flight hash.
+# ARGV: base, N, lease (seconds), this task id, the waiting message's (new) task id, its
+# in-flight record, its queue key, its envelope.
+# Takes a permit: one already held by this task id (a redelivery, or a message a permit was
+# handed to) is renewed; else a free one is taken. Else the message waits: its re-framed copy
+# (a new task id, recorded in flight here) joins the waiting list, and this delivery is
+# finished (its in-flight record deleted). Returns 1 to run, 0 waiting.
+TAKE = (
+    CONCURRENCY
+    + """
+local now = clock()
+local base, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local holders = base .. ':holders'
+fill(KEYS[1], base, n, lease, now)
+if redis.call('ZSCORE', holders, ARGV[4]) or redis.call('ZCARD', holders) < n then
+  redis.call('ZADD', holders, string.format('%.6f', now + lease), ARGV[4])
+  redis.call('HSET', KEYS[1], base, ARGV[2] .. ' ' .. ARGV[3])
+  return 1
+end
+redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
+redis.call('RPUSH', base .. ':waiting', ARGV[5] .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[8])
+redis.call('HSET', KEYS[1], base, ARGV[2] .. ' ' .. ARGV[3])
+redis.call('HDEL', KEYS[2], ARGV[4])
+return 0
+"""
+)
+
+# KEYS: concurrency index.  ARGV: base, N, lease (seconds), the holding task id.
+# Gives a permit back (at the end of an attempt) and hands the free permits to waiting
+# messages. Returns how many were handed on.
+GIVE = (
+    CONCURRENCY
+    + """
+redis.call('ZREM', ARGV[1] .. ':holders', ARGV[4])
+return fill(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), clock())
+"""
+)
+
+# KEYS: concurrency index. Every limit in use: drop expired leases (a worker that died holding
+# a permit) and hand the permits to waiting messages. Run by the timer pumps; returns how many
+# were handed on.
+RECLAIM = (
+    CONCURRENCY
+    + """
+local now = clock()
+local all = redis.call('HGETALL', KEYS[1])
+local moved = 0
+for i = 1, #all, 2 do
+  local sp = string.find(all[i + 1], ' ', 1, true)
+  local n = tonumber(string.sub(all[i + 1], 1, sp - 1))
+  local lease = tonumber(string.sub(all[i + 1], sp + 1))
+  moved = moved + fill(KEYS[1], all[i], n, lease, now)
+end
+return moved
+"""
+)

@@ -15,6 +15,9 @@ call id as pending) and adds a :class:`~tasks.protocol.TimerAnswer` in the same 
 due, RELEASE journals the call's answer (``None``) exactly as COMPLETE journals a tool's, and the
 last answer resumes the step. One hop per wake-up (the resume), no task for the timer itself;
 the call id journals the sleep, so a replay does not sleep again.
+
+The pump also sweeps the concurrency limits about once a second (``RECLAIM``): a permit whose
+lease expired (its holder's worker died) is handed to the oldest waiting call.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ log = logging.getLogger("baton.timers")
 
 INTERVAL = 0.02  # seconds between releases: what a timer may be late by, before its hop
 BATCH = 500  # entries per script call (a full batch is followed at once by the next)
+RECLAIM_EVERY = 50  # rounds between sweeps of expired concurrency permits (about a second)
 
 
 def add_sleep(
@@ -61,10 +65,14 @@ class TimerPump(threading.Thread):
 
     def run(self) -> None:
         failing = False
+        rounds = 0
         while not self.stopped.wait(self.interval):
+            rounds += 1
             try:
                 while self.release_once() >= self.batch and not self.stopped.is_set():
                     pass
+                if rounds % RECLAIM_EVERY == 0:
+                    self.reclaim_once()
             except Exception:  # Redis down or restarting: the timers wait in Redis
                 if not failing:
                     log.warning("timer pump: cannot release due timers", exc_info=True)
@@ -79,6 +87,12 @@ class TimerPump(threading.Thread):
         """Push the due timers (at most a batch) onto their queues; returns how many."""
         release = self.rt.script("RELEASE")
         return int(release(keys=[self.rt.keys.timers()], args=[self.batch]))
+
+    def reclaim_once(self) -> int:
+        """Take back the concurrency permits whose lease expired (their holder's worker died)
+        and hand them to waiting calls (``RECLAIM``); returns how many were handed on."""
+        reclaim = self.rt.script("RECLAIM")
+        return int(reclaim(keys=[self.rt.keys.concurrency_index()]))
 
     def stop(self) -> None:
         self.stopped.set()

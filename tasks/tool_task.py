@@ -5,7 +5,10 @@ attempts, and the tool's own exception as ``original``: class name, args, JSON a
 the calling step to handle, where it is rebuilt as an instance of that class too. The call id
 is the tool's idempotency key, the same on every attempt and redelivery; a call already answered
 is never executed again. A rate-limited tool's call first takes its slot (``ACQUIRE``); one
-that is early is re-sent to wait in the timer set instead of running (``_take_slot``).
+that is early is re-sent to wait in the timer set instead of running (``_take_slot``). A
+concurrency-limited tool's call then takes a permit (``TAKE``); one over the limit is re-sent
+to wait in the limit's waiting list (``_take_permit``), and every attempt that holds one gives
+it back when it ends (``GIVE``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tasks import runs
 from tasks.attempts import Attempt
 from tasks.metric_counts import observe
 from tasks.protocol import (
+    InflightRecord,
     LogKind,
     RetryNote,
     RunStatus,
@@ -33,15 +37,16 @@ from tasks.protocol import (
     error_line,
     log_fields,
 )
-from tasks.runtime import MAX_DELIVERIES, Runtime
+from tasks.runtime import MAX_DELIVERIES, Runtime, now
 from workflows._engine.records import JournalEntry
 from workflows._error_root import traceback_text
 from workflows.errors import ToolError, ToolTimeout
-from workflows.tools import SyncMode, ToolSpec, as_tool_error, get_tool
+from workflows.tools import SyncMode, ToolSpec, all_tools, as_tool_error, get_tool
 
 log = logging.getLogger("baton.worker")
 EARLY = 0.005  # seconds a call may come back before its rate-limit slot (clock estimates)
 RESERVED_FOR = 3600  # seconds rate-limit state and reservations outlive their slots
+LEASE_MARGIN = 2.0  # seconds a concurrency permit outlives its holder's hard time limit
 
 
 def run_tool(
@@ -66,6 +71,8 @@ def run_tool(
         if status != RunStatus.RUNNING:
             runs.expire_deliveries(rt, run_id, pipe)
         pipe.execute()
+        if name in all_tools():  # a permit may have been handed to it while it waited
+            _give_back(rt, get_tool(name), args, task_id)
         return None
     spec = get_tool(name)
     where = where or Where(rt.placement.tool_queue(spec))
@@ -80,18 +87,12 @@ def run_tool(
         )
         span = clock.span(SpanOutcome.FAILED, err)
         runs.answer_call(rt, args.address, JournalEntry.error(err.to_info()), task_id, span)
+        _give_back(rt, spec, args, task_id)
         return Attempt(span)
     value: Any = None
-    error: ToolError | None = None
-    if spec.rate is not None:
-        try:
-            key = spec.limit_key(args.args)
-        except Exception as exc:  # invalid arguments, or the rate_key function raised
-            error = as_tool_error(spec.name, exc, args.attempt)
-        else:
-            early = _take_slot(rt, spec, args, key, task_id, clock)
-            if early is not None:
-                return early
+    waits, error = _limits(rt, spec, args, task_id, clock)
+    if waits is not None:
+        return waits
     if error is None:
         value, error = _attempt(rt, spec, args)
     # The soft limit's signal fires once; if it lands while the outcome is being reported,
@@ -103,9 +104,39 @@ def run_tool(
             break
         except SoftTimeLimitExceeded:
             continue
+    for _ in range(2):
+        try:
+            _give_back(rt, spec, args, task_id)
+            break
+        except SoftTimeLimitExceeded:
+            continue
     if error is not None:
         _log_failure(spec.name, args, error)
     return attempt
+
+
+def _limits(
+    rt: Runtime, spec: ToolSpec, args: ToolArgs, task_id: str | None, clock: _Clock
+) -> tuple[Attempt | None, ToolError | None]:
+    """The tool's rate limit, then its concurrency limit: (the attempt that waits instead of
+    running, or None; the call's failure when a limit's key cannot be computed)."""
+    if spec.rate is not None:
+        try:
+            key = spec.limit_key(args.args)
+        except Exception as exc:  # invalid arguments, or the rate_key function raised
+            return None, as_tool_error(spec.name, exc, args.attempt)
+        early = _take_slot(rt, spec, args, key, task_id, clock)
+        if early is not None:
+            return early, None
+    if spec.concurrency is not None:
+        try:
+            key = spec.concurrency_of(args.args)
+        except Exception as exc:  # invalid arguments, or the concurrency_key function raised
+            return None, as_tool_error(spec.name, exc, args.attempt)
+        waits = _take_permit(rt, spec, args, key, task_id, clock)
+        if waits is not None:
+            return waits, None
+    return None, None
 
 
 def _take_slot(
@@ -139,6 +170,68 @@ def _take_slot(
     return Attempt(span)
 
 
+def _holder(args: ToolArgs, task_id: str | None) -> str:
+    return task_id or f"{args.call_id}:{args.attempt}"
+
+
+def _lease(rt: Runtime, spec: ToolSpec) -> float:
+    """How long a permit is held without being given back: the hard time limit and a margin."""
+    return rt.placement.tool_limits(spec)[1] + LEASE_MARGIN
+
+
+def _take_permit(
+    rt: Runtime, spec: ToolSpec, args: ToolArgs, key: str, task_id: str | None, clock: _Clock
+) -> Attempt | None:
+    """Take a permit of the tool's concurrency limit (``TAKE``). None: it runs now; else the
+    message was re-framed (a new task id) onto the limit's waiting list, where no worker holds
+    it, this delivery is finished, and its span says so."""
+    assert spec.concurrency is not None
+    k = rt.keys
+    message = rt.placement.tool_message(spec, args)  # a new task id, used only if it waits
+    queue_key, envelope = rt.publisher.frame(message)
+    runs_now = rt.script("TAKE")(
+        keys=[k.concurrency_index(), k.inflight(args.run_id)],
+        args=[
+            k.concurrency(spec.name, key),
+            spec.concurrency,
+            repr(_lease(rt, spec)),
+            _holder(args, task_id),
+            message.task_id,
+            InflightRecord(now(), message).to_json(),
+            queue_key,
+            envelope,
+        ],
+    )
+    if int(runs_now):
+        return None
+    keyed = f" (key {key})" if key else ""
+    what = f"waiting for concurrency limit {spec.concurrency} of tool {spec.name}{keyed}"
+    span = replace(clock.span(SpanOutcome.LIMITED), error=what)
+    rt.redis.rpush(k.spans(args.run_id), span.to_json())
+    log.debug("tool %s in run %s (attempt %d): %s", spec.name, args.run_id, args.attempt, what)
+    return Attempt(span)
+
+
+def _give_back(rt: Runtime, spec: ToolSpec, args: ToolArgs, task_id: str | None) -> None:
+    """The attempt is over: give its permit back, if the tool is concurrency-limited (``GIVE``
+    also hands free permits to waiting calls). Not giving it back (a crash) costs a lease."""
+    if spec.concurrency is None:
+        return
+    try:
+        key = spec.concurrency_of(args.args)
+    except Exception:  # its arguments never named a key: it never took a permit
+        return
+    rt.script("GIVE")(
+        keys=[rt.keys.concurrency_index()],
+        args=[
+            rt.keys.concurrency(spec.name, key),
+            spec.concurrency,
+            repr(_lease(rt, spec)),
+            _holder(args, task_id),
+        ],
+    )
+
+
 def hard_timeout(
     rt: Runtime, name: str, args: ToolArgs, task_id: str, seconds: float, where: Where | None = None
 ) -> Attempt | None:
@@ -154,7 +247,9 @@ def hard_timeout(
         type="ToolTimeout",
         attempts=args.attempt,
     )
-    return _report(rt, spec, args, task_id, None, timeout, clock)
+    attempt = _report(rt, spec, args, task_id, None, timeout, clock)
+    _give_back(rt, spec, args, task_id)
+    return attempt
 
 
 class _Clock:

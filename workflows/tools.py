@@ -62,6 +62,15 @@ class ToolSpec:
     description: str
     rate: RateLimit | None = None
     rate_key: RateKey | None = None
+    concurrency: int | None = None
+    concurrency_key: RateKey | None = None
+
+    def concurrency_of(self, args: dict[str, Any]) -> str:
+        """The concurrency limit's key for a call: ``concurrency_key`` of its validated
+        arguments (defaults filled in), or ``""`` (one limit for every call)."""
+        if self.concurrency_key is None:
+            return ""
+        return str(self.concurrency_key(self.validate_args(args)))
 
     def limit_key(self, args: dict[str, Any]) -> str:
         """The rate limit's key for a call: ``rate_key`` of its validated arguments (defaults
@@ -183,6 +192,8 @@ def tool(
     mode: Mode | None = None,
     rate_limit: str | None = None,
     rate_key: RateKey | None = None,
+    concurrency: int | None = None,
+    concurrency_key: RateKey | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -197,18 +208,31 @@ def tool(
     mode: Mode | None = None,
     rate_limit: str | None = None,
     rate_key: RateKey | None = None,
+    concurrency: int | None = None,
+    concurrency_key: RateKey | None = None,
 ) -> F | Callable[[F], F]:
     """Register a typed function as a tool (bare, or with options).
 
     ``rate_limit`` (``"5/s"``, ``"60/m"``, ``"100/h"``) spaces its calls across every worker,
-    per value of ``rate_key(args)`` when given (a function of the call's arguments)."""
+    per value of ``rate_key(args)`` when given (a function of the call's arguments).
+    ``concurrency`` (a positive int) lets at most that many of its calls run at once across
+    every worker, per value of ``concurrency_key(args)`` when given (distributed only)."""
     rate = None if rate_limit is None else parse_rate(rate_limit)
     if rate_key is not None and (rate is None or not callable(rate_key)):
         raise ValueError("rate_key needs a rate_limit and must be a function of the arguments")
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0
+    ):
+        raise ValueError(f"bad concurrency {concurrency!r}: expected a positive integer")
+    if concurrency_key is not None and (concurrency is None or not callable(concurrency_key)):
+        raise ValueError(
+            "concurrency_key needs a concurrency and must be a function of the arguments"
+        )
 
     def register(f: F) -> F:
         spec = _build(f, name or f.__name__, queue, timeout, retry or NO_RETRY, mode)
         spec.rate, spec.rate_key = rate, rate_key
+        spec.concurrency, spec.concurrency_key = concurrency, concurrency_key
         _TOOLS[spec.name] = spec
         f.__baton_tool__ = spec  # type: ignore[attr-defined]
         return f

@@ -1,5 +1,6 @@
-"""Workflows and rate-limited tools of the rate-limit tests (``test_rate_limits``) and
-``benchmarks.bench_limits``, imported by their workers; on a queue of their own."""
+"""Workflows and rate- and concurrency-limited tools of the limit tests (``test_rate_limits``,
+``test_concurrency_limits``) and ``benchmarks.bench_limits``, imported by their workers; on a
+queue of their own."""
 
 from __future__ import annotations
 
@@ -49,6 +50,53 @@ def limited_1(label: str, i: int, ctx: ToolContext, user: str = "") -> str:
 def limited_10(label: str, i: int, ctx: ToolContext, user: str = "") -> str:
     """At most 10 a second (the benchmark's)."""
     return _record(label, user, ctx)
+
+
+def held(label: str, testdir: Path | None = None) -> Path:
+    """One line per finished execution of a concurrency-limited tool under ``label``: enter
+    time, exit time, call id, key."""
+    return effects(label, testdir).with_suffix(".held")
+
+
+def _hold(label: str, user: str, ctx: ToolContext, seconds: float) -> str:
+    entered = time.time()
+    marker = effects(label).with_suffix(".first")
+    try:  # the first call of a label to run holds its permit 1.5 s (the kill test's target)
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        first = True
+    except FileExistsError:
+        first = False
+    with effects(label).with_suffix(".entered").open("a") as fh:
+        fh.write(f"{entered:.6f} {ctx.call_id} {user or '-'} {os.getpid()}\n")
+    time.sleep(1.5 if first and label.startswith("k") else seconds)
+    with held(label).open("a") as fh:
+        fh.write(f"{entered:.6f} {time.time():.6f} {ctx.call_id} {user or '-'}\n")
+    return ctx.call_id
+
+
+@tool(queue=QUEUE, concurrency=2, timeout=2)
+def concurrent_2(label: str, i: int, ctx: ToolContext, user: str = "") -> str:
+    """At most 2 at once, across every worker; each holds its permit 0.3 s."""
+    return _hold(label, user, ctx, 0.3)
+
+
+@tool(queue=QUEUE, concurrency=1, concurrency_key=lambda args: args["user"], timeout=2)
+def concurrent_keyed(label: str, i: int, ctx: ToolContext, user: str = "") -> str:
+    """At most 1 at once per user; each holds its permit 0.4 s."""
+    return _hold(label, user, ctx, 0.4)
+
+
+@tool(queue=QUEUE, concurrency=1, timeout=2)
+def concurrent_1(label: str, i: int, ctx: ToolContext, user: str = "") -> str:
+    """At most 1 at once; each holds its permit 0.3 s (a label starting with ``k``: the
+    first call 1.5 s)."""
+    return _hold(label, user, ctx, 0.3)
+
+
+@tool(queue=QUEUE, concurrency=3, concurrency_key=lambda args: args["user"], timeout=2)
+def concurrent_3_keyed(label: str, i: int, ctx: ToolContext, user: str = "") -> str:
+    """At most 3 at once per user (the benchmark's); each holds its permit 300 ms."""
+    return _hold(label, user, ctx, 0.3)
 
 
 class BurstStart(StartEvent):

@@ -118,3 +118,17 @@ def test_d_calls_of_one_key_run_in_the_order_they_were_first_delivered(
     slots = _slots(limit_client, handle.run_id)
     reserved = sorted(slots, key=lambda call: slots[call])  # the order ACQUIRE saw them
     assert [call for _, call, _ in _runs(testdir, label)] == reserved
+
+
+def test_e_a_run_whose_only_work_waits_for_a_limit_says_so(
+    limit_client: Client, worker_factory: Any, testdir: Path
+) -> None:
+    worker_factory("rle", concurrency=2)
+    label = f"e{uuid.uuid4().hex[:6]}"
+    handle = limit_client.submit("LimitBurst", label=label, tool="limited_1", n=3)
+    eventually(
+        lambda: handle.state().state == "waiting for a limit",
+        timeout=5,
+        what="the run waiting for the rate limit",
+    )
+    assert handle.result(timeout=10) == 3
