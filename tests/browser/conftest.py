@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from app.celery_app import create_app
 from app.client import Client
@@ -179,3 +180,18 @@ def dashboard(redis_server: RedisServer, browser_dir: Path, worker: Worker) -> I
     started = Dashboard(env, browser_dir / "dashboard.log").start()
     yield started
     started.stop()
+
+
+DOCS_IMG = ROOT / "docs" / "img"
+
+
+def screenshot(page: Page, tmp_path: Path, name: str) -> None:
+    """Into ``tmp_path`` always; into docs/img only when asked to update the docs
+    (``BATON_UPDATE_SCREENSHOTS=1``)."""
+    shot = tmp_path / name
+    # from the top, nothing focused: the sticky navbar stays on top, the skip link hidden
+    page.evaluate("window.scrollTo(0, 0); document.activeElement?.blur()")
+    page.screenshot(path=shot, full_page=True)
+    if os.environ.get("BATON_UPDATE_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS_IMG / name)

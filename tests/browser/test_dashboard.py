@@ -9,9 +9,7 @@ replace ``docs/img/dashboard-runs.png`` and ``docs/img/dashboard-run.png``.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +19,11 @@ from playwright.sync_api import Browser, Page, expect
 
 from app.client import Client
 from tests.api_server import Dashboard
-from tests.harness import ROOT
+from tests.browser.conftest import screenshot
 from workflows import StepFailedError
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-DOCS_IMG = ROOT / "docs" / "img"
 TIMEOUT_MS = 30_000
 
 
@@ -44,16 +41,6 @@ def page(browser: Browser, dashboard: Dashboard) -> Iterator[Page]:
     yield opened
     context.close()
     assert errors == []  # no uncaught script error on any page
-
-
-def screenshot(page: Page, tmp_path: Path, name: str) -> None:
-    """Into ``tmp_path`` always; into docs/img only when asked to update the docs."""
-    shot = tmp_path / name
-    page.evaluate("window.scrollTo(0, 0); document.activeElement?.blur()")
-    page.screenshot(path=shot, full_page=True)
-    if os.environ.get("BATON_UPDATE_SCREENSHOTS") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, DOCS_IMG / name)
 
 
 def test_the_runs_page_shows_a_run_complete(

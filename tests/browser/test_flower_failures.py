@@ -7,8 +7,6 @@ replace the ones in ``docs/img`` that the README links.
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +15,12 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from app.client import Client
-from tests.browser.conftest import Flower
-from tests.harness import ROOT, eventually
+from tests.browser.conftest import Flower, screenshot
+from tests.harness import eventually
 from workflows import StepFailedError
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-DOCS_IMG = ROOT / "docs" / "img"
 TIMEOUT_MS = 30_000
 
 
@@ -36,17 +33,6 @@ def page(browser: Browser, flower: Flower) -> Iterator[Page]:
     context.set_default_timeout(TIMEOUT_MS)
     yield context.new_page()
     context.close()
-
-
-def screenshot(page: Page, tmp_path: Path, name: str) -> None:
-    """Into ``tmp_path`` always; into docs/img only when asked to update the docs."""
-    shot = tmp_path / name
-    # from the top, nothing focused: the sticky navbar stays on top, the skip link hidden
-    page.evaluate("window.scrollTo(0, 0); document.activeElement?.blur()")
-    page.screenshot(path=shot, full_page=True)
-    if os.environ.get("BATON_UPDATE_SCREENSHOTS") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, DOCS_IMG / name)
 
 
 def flower_tasks(flower: Flower, state: str) -> dict[str, dict[str, object]]:
