@@ -78,7 +78,8 @@ class RunState:
     """Where a run stands, in terms a user can act on.
 
     ``state``: ``queued`` (its next messages wait on ``queues`` and none started), ``waiting for
-    a limit`` (its only work is tool calls waiting for a rate or concurrency limit), ``running``,
+    a limit`` (its only work is calls waiting for a rate or concurrency limit), ``sleeping`` (in
+    ``ctx.sleep`` until ``until``, holding no worker), ``running``,
     ``waiting for input`` (for ``awaiting`` event types: answer with ``send_event``), or how it
     ended: ``completed``, ``failed``, ``cancelled``. ``unserved``: the queues it has messages on
     that no live worker consumes (start one: ``baton worker -Q <queue>``)."""
@@ -87,6 +88,7 @@ class RunState:
     queues: tuple[str, ...] = ()
     unserved: tuple[str, ...] = ()
     awaiting: tuple[str, ...] = ()
+    until: float | None = None
 
     def describe(self) -> str:
         """One line, e.g. ``queued on llm (no worker consumes llm)``."""
@@ -95,6 +97,8 @@ class RunState:
             text += f" on {', '.join(self.queues)}"
         elif self.state == "waiting for input" and self.awaiting:
             text += f" ({', '.join(t.rsplit('.', 1)[-1] for t in self.awaiting)})"
+        elif self.state == "sleeping" and self.until is not None:
+            text += " until " + time.strftime("%H:%M:%S", time.localtime(self.until))
         if self.unserved:
             text += f" (no worker consumes {', '.join(self.unserved)})"
         return text
@@ -227,6 +231,10 @@ class RunHandle:
             return RunState("waiting for a limit", queues, unserved, awaiting)
         if queues and not now_doing.started:
             return RunState("queued", queues, unserved, awaiting)
+        if not queues and not now_doing.started:
+            until = queries.sleeping_until(self._rt, self.run_id)
+            if until is not None:
+                return RunState("sleeping", queues, unserved, awaiting, until)
         return RunState("running", queues, unserved, awaiting)
 
     def cancel(self) -> bool:

@@ -124,7 +124,35 @@ def _read(rt: Runtime, sample: int) -> list[Gauge | Histogram]:
             [({}, float(counts.dead_letters))],
         ),
         *_workers(rt),
+        *_flow(rt),
         *_spans(rt),
+    ]
+
+
+def _flow(rt: Runtime) -> list[Gauge]:
+    """Timers waiting in Redis, and each concurrency limit's permits held and calls waiting."""
+    flow = queries.flow_counts(rt)
+    return [
+        Gauge(
+            "baton_timers_pending",
+            "Delayed messages (retry backoff, limited calls) and sleeps in the timer set.",
+            [({}, float(flow.timers_pending))],
+        ),
+        Gauge(
+            "baton_timers_overdue",
+            f"Timers due more than {queries.OVERDUE:g}s ago (the workers' pumps are behind).",
+            [({}, float(flow.timers_overdue))],
+        ),
+        Gauge(
+            "baton_limit_permits_held",
+            "Permits held per concurrency limit (kind:name:key).",
+            [({"limit": n}, float(v)) for n, v in flow.holders.items()],
+        ),
+        Gauge(
+            "baton_limit_waiting",
+            "Calls waiting for a permit per concurrency limit (kind:name:key).",
+            [({"limit": n}, float(v)) for n, v in flow.waiting.items()],
+        ),
     ]
 
 
@@ -176,6 +204,7 @@ def _spans(rt: Runtime) -> list[Gauge | Histogram]:
         for outcome, family, verb in (
             ("failed", "failures", "failed"),
             ("retry", "retries", "were retried"),
+            ("limited", "limited", "waited for a rate or concurrency limit"),
         ):
             totals = dict.fromkeys(names, 0.0)
             for s in mine:

@@ -76,10 +76,12 @@ class Publisher:
 def argsrepr(m: Message) -> str:
     """What Flower shows as a task's arguments: the run id first, then what runs, so Flower's
     search for a run id (or ``Research.score``, ``tool search``) finds its tasks; then the ids
-    that address the call. Short, and never the payload (it may be large or private)::
+    that address the call; ``delayed=`` for one that waited in the timer set (a retry's backoff
+    or a rate limit), so Flower's search for ``delayed`` finds them. Short, and never the
+    payload (it may be large or private)::
 
         r1 Research.score inv=i1 attempt=1
-        r1 tool search inv=i1 call=i1.2 attempt=2
+        r1 tool search inv=i1 call=i1.2 attempt=2 delayed=1.5s
     """
     a = m.args
     if isinstance(a, StepArgs):
@@ -87,4 +89,6 @@ def argsrepr(m: Message) -> str:
     else:
         tool = m.name.removeprefix(TOOL_TASK_PREFIX)
         text = f"{a.run_id} tool {tool} inv={a.inv_id} call={a.call_id} attempt={a.attempt}"
+    if m.countdown:
+        text += f" delayed={m.countdown:.3g}s"
     return text[:ARGSREPR_MAX]

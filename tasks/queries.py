@@ -8,6 +8,7 @@ only ever handle Baton errors. Records are the typed ones of :mod:`tasks.protoco
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -220,6 +221,22 @@ def limit_delayed(rt: Runtime, run_id: str) -> bool:
     return True
 
 
+def sleeping_until(rt: Runtime, run_id: str) -> float | None:
+    """When the run tree's next sleeping step wakes (wall clock), if any sleeps: a step whose
+    latest delivery parked on ``ctx.sleep`` (its span carries ``until``) and has not woken."""
+    latest: dict[tuple[str, str], Span] = {}
+    for span in spans(rt, run_id):
+        key = (span.run, span.inv)
+        if span.kind is SpanKind.STEP and (key not in latest or span.end >= latest[key].end):
+            latest[key] = span
+    wakes = [
+        s.until
+        for s in latest.values()
+        if s.outcome is SpanOutcome.SUSPENDED and s.until is not None and s.until > time.time()
+    ]
+    return min(wakes) if wakes else None
+
+
 def live_workers(rt: Runtime) -> list[WorkerRecord]:
     """The workers whose heartbeat is fresh (``tasks.heartbeat``), by name."""
     with store_errors():
@@ -318,6 +335,47 @@ def store_counts(rt: Runtime, queues: list[str]) -> StoreCounts:
         int(unacked),
         int(dead),
         int(indexed),
+    )
+
+
+@dataclass(frozen=True)
+class FlowCounts:
+    """Timers and concurrency limits as metrics see them (``tasks.timers``, the limits)."""
+
+    timers_pending: int  # delayed messages and sleeps in the timer set
+    timers_overdue: int  # of those, due more than ``OVERDUE`` seconds ago (pumps behind)
+    holders: dict[str, int]  # concurrency limit (``tool:key``) -> permits held
+    waiting: dict[str, int]  # concurrency limit -> calls waiting for a permit
+
+
+OVERDUE = 1.0  # seconds past due after which a timer counts as overdue
+
+
+def flow_counts(rt: Runtime) -> FlowCounts:
+    """The timer set's size and overdue part, and every concurrency limit in use: two round
+    trips (the limits in use are named by their index)."""
+    k = rt.keys
+    now = rt.server_time()
+    with store_errors():
+        pending, overdue, bases = _pipelined(
+            rt,
+            [
+                ("zcard", k.timers()),
+                ("zcount", k.timers(), "-inf", now - OVERDUE),
+                ("hkeys", k.concurrency_index()),
+            ],
+        )
+        calls: list[tuple[Any, ...]] = []
+        for base in sorted(bases):
+            calls += [("zcard", f"{base}:holders"), ("llen", f"{base}:waiting")]
+        sizes = _pipelined(rt, calls)
+    head = k.concurrency_index().rsplit(":", 1)[0] + ":"
+    names = [str(b).removeprefix(head) for b in sorted(bases)]
+    return FlowCounts(
+        int(pending),
+        int(overdue),
+        {n: int(h) for n, h in zip(names, sizes[::2], strict=True)},
+        {n: int(w) for n, w in zip(names, sizes[1::2], strict=True)},
     )
 
 

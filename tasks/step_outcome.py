@@ -134,6 +134,9 @@ def suspended(
             pipe=hop.pipe,
         )
     span = d.span(SpanOutcome.SUSPENDED)
+    if sleeps:  # what the run's state shows while it sleeps (``queries.sleeping_until``)
+        longest = max(s.seconds for s in sleeps)
+        span = replace(span, error=f"sleeping {longest:g}s", until=span.end + longest)
     hop.commit(span)
     return Attempt(span)
 

@@ -18,24 +18,36 @@ the call id journals the sleep, so a replay does not sleep again.
 
 The pump also sweeps the concurrency limits about once a second (``RECLAIM``): a permit whose
 lease expired (its holder's worker died) is handed to the oldest waiting call.
+
+Every worker has a pump, so a big fleet would poll Redis as often as it has workers. A pump
+therefore spaces its rounds by the number of live workers (the registry, ``tasks.heartbeat``)
+so that the fleet together polls about ``POLLERS`` times per ``INTERVAL``, each pump at a random
+phase (a jittered pause): Redis sees a bounded number of polls per second (about 200 with the
+defaults), however many workers there are, while a due timer still waits about ``INTERVAL /
+POLLERS`` on average for the next poll of some pump.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from typing import Any
 
 from celery import signals
 
+from tasks import heartbeat
 from tasks.protocol import JournalEntry, TimerAnswer
 from tasks.runtime import Runtime
 
 log = logging.getLogger("baton.timers")
 
 INTERVAL = 0.02  # seconds between releases: what a timer may be late by, before its hop
+POLLERS = 4  # about how many pumps of the whole fleet poll per INTERVAL (at least one: each)
+FLEET_EVERY = 5.0  # seconds between reads of the fleet's size
 BATCH = 500  # entries per script call (a full batch is followed at once by the next)
-RECLAIM_EVERY = 50  # rounds between sweeps of expired concurrency permits (about a second)
+RECLAIM_EVERY = 1.0  # seconds between a pump's sweeps of expired concurrency permits
 
 
 def add_sleep(
@@ -65,14 +77,16 @@ class TimerPump(threading.Thread):
 
     def run(self) -> None:
         failing = False
-        rounds = 0
-        while not self.stopped.wait(self.interval):
-            rounds += 1
+        fleet, fleet_read, reclaimed = 1, 0.0, time.monotonic()
+        while not self.stopped.wait(self.pause(fleet)):
             try:
+                if time.monotonic() - fleet_read >= FLEET_EVERY:
+                    fleet, fleet_read = self.fleet_size(), time.monotonic()
                 while self.release_once() >= self.batch and not self.stopped.is_set():
                     pass
-                if rounds % RECLAIM_EVERY == 0:
+                if time.monotonic() - reclaimed >= RECLAIM_EVERY * max(1.0, fleet / POLLERS):
                     self.reclaim_once()
+                    reclaimed = time.monotonic()
             except Exception:  # Redis down or restarting: the timers wait in Redis
                 if not failing:
                     log.warning("timer pump: cannot release due timers", exc_info=True)
@@ -82,6 +96,16 @@ class TimerPump(threading.Thread):
             if failing:
                 log.warning("timer pump: releasing due timers again")
                 failing = False
+
+    def pause(self, fleet: int) -> float:
+        """Seconds until this pump's next round: ``interval`` alone, longer in a fleet of more
+        than ``POLLERS`` workers, jittered so the pumps' rounds spread out in time."""
+        return self.interval * max(1.0, fleet / POLLERS) * random.uniform(0.5, 1.5)
+
+    def fleet_size(self) -> int:
+        """How many workers (each with a pump) are live, by the registry; at least 1."""
+        since = time.time() - heartbeat.TTL  # beats are stamped with the workers' clocks
+        return max(1, int(self.rt.redis.zcount(self.rt.keys.workers(), since, "+inf")))
 
     def release_once(self) -> int:
         """Push the due timers (at most a batch) onto their queues; returns how many."""

@@ -132,6 +132,7 @@ def _state(state: RunState) -> dict[str, Any]:
         "queues": list(state.queues),
         "unserved": list(state.unserved),
         "awaiting": list(state.awaiting),
+        "until": state.until,
     }
 
 

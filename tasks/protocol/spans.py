@@ -33,7 +33,7 @@ class SpanOutcome(StrEnum):
     SUSPENDED = "suspended"
     RETRY = "retry"
     FAILED = "failed"
-    LIMITED = "limited"  # a tool call early for its rate limit's slot: re-sent, not run
+    LIMITED = "limited"  # a call over its rate or concurrency limit: re-sent, not run
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,8 @@ class Span:
     start: float
     end: float
     outcome: SpanOutcome
-    error: str = ""  # ``Type: message`` of a failed attempt, shortened
+    error: str = ""  # ``Type: message`` of a failed attempt, or what a wait is for; shortened
+    until: float | None = None  # a sleeping or limited delivery waits until then (wall clock)
 
     @property
     def duration(self) -> float:
@@ -79,6 +80,8 @@ class Span:
         }
         if self.error:
             data["error"] = self.error[:ERROR_MAX]
+        if self.until is not None:
+            data["until"] = round(self.until, 6)
         return compact(data)
 
     def dump(self) -> dict[str, Any]:
@@ -104,6 +107,7 @@ class Span:
                 float(data["end"]),
                 SpanOutcome(data["outcome"]),
                 str(data.get("error", "")),
+                None if data.get("until") is None else float(data["until"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PayloadError(f"not a span: {str(text)[:200]}") from exc

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from app import metrics
 from app.client import Client
 from tasks import reaper
 from tasks.protocol import SpanOutcome
@@ -46,6 +47,15 @@ def _max_overlap(spans: list[tuple[float, float, str, str]]) -> int:
     return most
 
 
+def _metric(scrape: str, family: str, label_part: str) -> float:
+    """The sum of ``family``'s samples whose labels contain ``label_part``."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in scrape.splitlines()
+        if line.startswith(family + "{") and label_part in line.split("}", 1)[0]
+    )
+
+
 def _waiting(client: Client, tool: str, key: str = "") -> int:
     rt = client.runtime
     return int(rt.redis.llen(f"{rt.keys.concurrency(tool, key)}:waiting"))
@@ -65,6 +75,14 @@ def test_a_at_most_n_in_flight_across_worker_processes(
     limited = [s for s in handle.spans() if s.outcome is SpanOutcome.LIMITED]
     assert limited and all(
         "waiting for concurrency limit 2 of tool concurrent_2" in s.error for s in limited
+    )
+    eventually(  # every limited delivery counted (workers flush their counts every 2 s)
+        lambda: (
+            _metric(metrics.exposition(isolated_client.runtime), "baton_tool_limited_total", "")
+            == len(limited)
+        ),
+        timeout=10,
+        what="the limited deliveries counted",
     )
     rt = isolated_client.runtime
     eventually(
@@ -107,6 +125,9 @@ def test_c_a_permit_held_by_a_killed_worker_comes_back_within_its_lease(
         timeout=10,
         what="one call holding the permit, three waiting",
     )
+    scrape = metrics.exposition(isolated_client.runtime)
+    assert _metric(scrape, "baton_limit_permits_held", "concurrent_1") == 1
+    assert _metric(scrape, "baton_limit_waiting", "concurrent_1") == 3
     assert doomed.proc is not None
     os.killpg(doomed.proc.pid, signal.SIGKILL)
     killed = time.time()

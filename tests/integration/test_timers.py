@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 import uuid
 from functools import partial
 from pathlib import Path
@@ -71,11 +72,17 @@ def test_a_sleeping_step_frees_its_worker_and_resumes_after_its_sleep(
     worker_factory("solo", concurrency=1)
     sleeper = timer_client.submit("Nap", seconds=2.0)
     eventually(lambda: _timers(timer_client), timeout=10, what="the sleep's timer")
+    state = eventually(
+        lambda: (s := sleeper.state()).state == "sleeping" and s, timeout=5, what="sleeping"
+    )
+    assert state.until is not None and time.time() < state.until < time.time() + 2.5
+    assert state.describe().startswith("sleeping until ")
     quick = timer_client.submit("Quick")  # the one slot is free while the other run sleeps
     quick_done = quick.result(timeout=10)
     slept = sleeper.result(timeout=15)
     assert quick_done < slept["woke"]  # ran during the sleep, on the only slot
     assert slept["woke"] - slept["t0"] >= 2.0
+    assert sleeper.state().state == "completed"
 
 
 def test_sleeping_runs_wake_exactly_once_across_a_redis_restart_and_a_worker_kill(
@@ -146,6 +153,29 @@ def test_several_pumps_release_each_timer_once(timer_client: Client) -> None:
     assert sorted(items) == sorted(f"m{i}" for i in range(1200))
     assert _timers(timer_client) == [TimerEntry(key, "later")]
     rt.redis.delete(key, rt.keys.timers())
+
+
+def test_a_big_fleet_of_pumps_polls_redis_a_bounded_number_of_times_per_second(
+    timer_client: Client,
+) -> None:
+    from tasks.timers import INTERVAL, POLLERS, TimerPump
+
+    rt = timer_client.runtime
+    pump = TimerPump(rt)
+    fleet = rt.keys.workers()
+    rt.redis.zadd(fleet, {f"fake-{i}": time.time() for i in range(400)})  # as beats are
+    try:
+        assert pump.fleet_size() >= 400  # and the live workers of this test session
+    finally:
+        rt.redis.zrem(fleet, *[f"fake-{i}" for i in range(400)])
+    ceiling = POLLERS / INTERVAL  # polls per second of the whole fleet
+    for size in (1, 4, 40, 1000):
+        pauses = [pump.pause(size) for _ in range(4000)]
+        mean = sum(pauses) / len(pauses)
+        assert size / mean <= ceiling * 1.1
+        assert max(pauses) <= 1.5 * INTERVAL * max(1, size / POLLERS)
+    lone = [pump.pause(1) for _ in range(4000)]
+    assert abs(sum(lone) / len(lone) - INTERVAL) < INTERVAL * 0.1  # one worker: every INTERVAL
 
 
 def test_the_pump_logs_and_keeps_going_while_redis_is_away(

@@ -158,6 +158,10 @@ def test_a_framed_message_is_a_celery_protocol_2_envelope_with_positional_args()
             Message("tool.search", ToolArgs("r1", "i1", "i1.2", {"q": "x"}, 2), "tools", "t2"),
             "r1 tool search inv=i1 call=i1.2 attempt=2",
         ),
+        (
+            Message("tool.search", ToolArgs("r1", "i1", "i1.2", {}, 2), "tools", "t2", 1.5),
+            "r1 tool search inv=i1 call=i1.2 attempt=2 delayed=1.5s",
+        ),
     ],
 )
 def test_argsrepr_starts_with_the_run_id_and_what_runs_and_leaves_out_the_payload(
