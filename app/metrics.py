@@ -145,12 +145,12 @@ def _flow(rt: Runtime) -> list[Gauge]:
         ),
         Gauge(
             "baton_limit_permits_held",
-            "Permits held per concurrency limit (kind:name:key).",
+            "Permits held per concurrency limit (tool:NAME:KEY or step:NAME:KEY).",
             [({"limit": n}, float(v)) for n, v in flow.holders.items()],
         ),
         Gauge(
             "baton_limit_waiting",
-            "Calls waiting for a permit per concurrency limit (kind:name:key).",
+            "Calls or steps waiting for a permit per concurrency limit (tool:NAME:KEY, step:...).",
             [({"limit": n}, float(v)) for n, v in flow.waiting.items()],
         ),
     ]

@@ -85,21 +85,27 @@ class Keys:
         onto their queue lists by the timer pump (``tasks.timers``) once due."""
         return f"{self.prefix}:timers"
 
-    def rate(self, tool: str, key: str) -> str:
-        """Hash: a rate-limited tool's (and key's) next free slot, lateness absorbed and last
-        start, Redis's clock (``ACQUIRE``); expires an hour after its last slot."""
-        return f"{self.prefix}:limit:rate:{tool}:{key}"
+    def _limits(self, kind: str) -> str:
+        """Where a kind's limits live: a tool's under ``limit:``, a step's under
+        ``limit:step:`` (no tool name can make a tool's key start so)."""
+        return f"{self.prefix}:limit:" if kind == "tool" else f"{self.prefix}:limit:{kind}:"
 
-    def reservation(self, run_id: str, call_id: str, attempt: int) -> str:
-        """String: the slot ``ACQUIRE`` gave one attempt of a rate-limited call (a redelivery
-        or its delayed resend is not charged again); expires an hour after the slot."""
-        return f"{self.prefix}:limit:res:{run_id}:{call_id}:{attempt}"
+    def rate(self, tool: str, key: str, kind: str = "tool") -> str:
+        """Hash: a rate-limited tool's or step's (and key's) next free slot, lateness absorbed
+        and last start, Redis's clock (``ACQUIRE``); expires an hour after its last slot."""
+        return f"{self._limits(kind)}rate:{tool}:{key}"
 
-    def concurrency(self, tool: str, key: str) -> str:
-        """The base of a concurrency-limited tool's (and key's) keys (``TAKE``, ``GIVE``):
-        ``base:holders`` (sorted set: holding task id -> lease expiry, Redis's clock) and
-        ``base:waiting`` (list: ``task id \n queue key \n envelope``, FIFO)."""
-        return f"{self.prefix}:limit:conc:{tool}:{key}"
+    def reservation(self, run_id: str, call_id: str, attempt: int, kind: str = "tool") -> str:
+        """String: the slot ``ACQUIRE`` gave one attempt of a rate-limited call (a step's: of
+        an invocation; a redelivery or its delayed resend is not charged again); expires an
+        hour after the slot."""
+        return f"{self._limits(kind)}res:{run_id}:{call_id}:{attempt}"
+
+    def concurrency(self, tool: str, key: str, kind: str = "tool") -> str:
+        """The base of a concurrency-limited tool's or step's (and key's) keys (``TAKE``,
+        ``GIVE``): ``base:holders`` (sorted set: holding task id -> lease expiry, Redis's
+        clock) and ``base:waiting`` (list: ``task id \n queue key \n envelope``, FIFO)."""
+        return f"{self._limits(kind)}conc:{tool}:{key}"
 
     def concurrency_index(self) -> str:
         """Hash: every concurrency limit's base with holders or waiting calls -> ``"N lease"``

@@ -19,6 +19,7 @@ import redis
 import redis.asyncio
 
 from tasks import heartbeat
+from tasks.keys import Keys
 from tasks.protocol import (
     DeadLetter,
     InflightRecord,
@@ -192,30 +193,32 @@ def activity(rt: Runtime, run_id: str) -> Activity:
 
 
 def limit_delayed(rt: Runtime, run_id: str) -> bool:
-    """Whether the run tree has in-flight messages and every one is a tool call waiting for
-    its rate or concurrency limit: its attempt's latest span is ``limited`` (it may also have
-    just been released, and be on its queue)."""
+    """Whether the run tree has in-flight messages and every one is a tool call or a step
+    delivery waiting for its rate or concurrency limit: its attempt's latest span is
+    ``limited`` (it may also have just been released, and be on its queue)."""
     ids = run_tree(rt, run_id)
     calls: list[tuple[Any, ...]] = []
     for rid in ids:
         calls += [("hvals", rt.keys.inflight(rid)), ("lrange", rt.keys.spans(rid), 0, -1)]
     with store_errors():
         raws = _pipelined(rt, calls)
-    latest: dict[tuple[str, str, int], Span] = {}
+    latest: dict[tuple[SpanKind, str, str, int], Span] = {}
     pending = []
     for inflight, texts in zip(raws[::2], raws[1::2], strict=True):
         pending += [InflightRecord.from_json(text).message.args for text in inflight]
         for text in texts:
             span = Span.from_json(text)
-            key = (span.run, span.call, span.attempt)
-            if span.kind is SpanKind.TOOL and (key not in latest or span.end >= latest[key].end):
+            # a tool attempt is its call's; a step delivery its invocation's (no call)
+            key = (span.kind, span.run, span.call or span.inv, span.attempt)
+            if key not in latest or span.end >= latest[key].end:
                 latest[key] = span
     if not pending:
         return False
     for a in pending:
-        if not isinstance(a, ToolArgs):
-            return False
-        last = latest.get((a.run_id, a.call_id, a.attempt))
+        if isinstance(a, ToolArgs):
+            last = latest.get((SpanKind.TOOL, a.run_id, a.call_id, a.attempt))
+        else:
+            last = latest.get((SpanKind.STEP, a.run_id, a.inv_id, a.attempt))
         if last is None or last.outcome is not SpanOutcome.LIMITED:
             return False
     return True
@@ -369,14 +372,22 @@ def flow_counts(rt: Runtime) -> FlowCounts:
         for base in sorted(bases):
             calls += [("zcard", f"{base}:holders"), ("llen", f"{base}:waiting")]
         sizes = _pipelined(rt, calls)
-    head = k.concurrency_index().rsplit(":", 1)[0] + ":"
-    names = [str(b).removeprefix(head) for b in sorted(bases)]
+    names = [_limit_name(k, str(b)) for b in sorted(bases)]
     return FlowCounts(
         int(pending),
         int(overdue),
         {n: int(h) for n, h in zip(names, sizes[::2], strict=True)},
         {n: int(w) for n, w in zip(names, sizes[1::2], strict=True)},
     )
+
+
+def _limit_name(k: Keys, base: str) -> str:
+    """A concurrency limit's base key as metrics name it: ``tool:NAME:KEY`` or ``step:...``."""
+    for kind in ("tool", "step"):
+        head = k.concurrency("", "", kind).removesuffix("::")  # ``...conc``
+        if base.startswith(head + ":"):
+            return f"{kind}:{base.removeprefix(head + ':')}"
+    return base
 
 
 # --- reachability --------------------------------------------------------------------------

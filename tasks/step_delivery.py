@@ -84,6 +84,10 @@ class Delivery:
             error,
         )
 
+    def again(self) -> Message:
+        """This delivery's message re-sent as is (a new task id): to wait for a limit."""
+        return self.rt.placement.step_message(self.cls.name, self.step.name, self.args)
+
     def invocation(self, state: Loaded) -> Invocation:
         """The invocation to run (or judge) for this delivery, on its journal as loaded."""
         inv = Invocation(

@@ -4,11 +4,11 @@ A tool's failure never fails the task: it is journaled as data (ToolError: type,
 attempts, and the tool's own exception as ``original``: class name, args, JSON attributes) for
 the calling step to handle, where it is rebuilt as an instance of that class too. The call id
 is the tool's idempotency key, the same on every attempt and redelivery; a call already answered
-is never executed again. A rate-limited tool's call first takes its slot (``ACQUIRE``); one
-that is early is re-sent to wait in the timer set instead of running (``_take_slot``). A
-concurrency-limited tool's call then takes a permit (``TAKE``); one over the limit is re-sent
-to wait in the limit's waiting list (``_take_permit``), and every attempt that holds one gives
-it back when it ends (``GIVE``).
+is never executed again. A rate-limited tool's call first takes its slot; one that is early
+is re-sent to wait in the timer set instead of running (``_take_slot``). A concurrency-limited
+tool's call then takes a permit; one over the limit is re-sent to wait in the limit's waiting
+list (``_take_permit``), and every attempt that holds one gives it back when it ends. The
+Redis side of both is :mod:`tasks.limits`, shared with limited steps.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks import runs
+from tasks import limits, runs
 from tasks.attempts import Attempt
 from tasks.metric_counts import observe
 from tasks.protocol import (
-    InflightRecord,
     LogKind,
     RetryNote,
     RunStatus,
@@ -37,16 +36,13 @@ from tasks.protocol import (
     error_line,
     log_fields,
 )
-from tasks.runtime import MAX_DELIVERIES, Runtime, now
+from tasks.runtime import MAX_DELIVERIES, Runtime
 from workflows._engine.records import JournalEntry
 from workflows._error_root import traceback_text
 from workflows.errors import ToolError, ToolTimeout
 from workflows.tools import SyncMode, ToolSpec, all_tools, as_tool_error, get_tool
 
 log = logging.getLogger("baton.worker")
-EARLY = 0.005  # seconds a call may come back before its rate-limit slot (clock estimates)
-RESERVED_FOR = 3600  # seconds rate-limit state and reservations outlive their slots
-LEASE_MARGIN = 2.0  # seconds a concurrency permit outlives its holder's hard time limit
 
 
 def run_tool(
@@ -142,30 +138,21 @@ def _limits(
 def _take_slot(
     rt: Runtime, spec: ToolSpec, args: ToolArgs, key: str, task_id: str | None, clock: _Clock
 ) -> Attempt | None:
-    """Take (or find) this attempt's slot under the tool's rate limit (``ACQUIRE``). None: it
-    starts now (ACQUIRE counted its start); else the message was re-sent to wait in the timer
-    set until it is due (no worker holds it), this delivery is finished, and its span says so."""
+    """Take (or find) this attempt's slot under the tool's rate limit. None: it starts now;
+    else the message was re-sent to wait in the timer set until it is due (no worker holds
+    it), this delivery is finished, and its span says so."""
     assert spec.rate is not None
-    k = rt.keys
-    acquire = rt.script("ACQUIRE")
-    reservation = k.reservation(args.run_id, args.call_id, args.attempt)
-    due, now, starts = acquire(
-        keys=[k.rate(spec.name, key), reservation],
-        args=[repr(spec.rate.interval), RESERVED_FOR, EARLY, repr(spec.rate.tolerance)],
-    )
-    if int(starts):
+    who = limits.Limited("tool", spec.name, key)
+    reservation = rt.keys.reservation(args.run_id, args.call_id, args.attempt)
+    wait = limits.take_slot(rt, who, spec.rate, reservation)
+    if wait is None:
         return None
-    slot = float(due)
-    until = time.strftime("%H:%M:%S", time.localtime(slot)) + f".{int(slot * 1000) % 1000:03d}"
-    keyed = f" (key {key})" if key else ""
-    what = f"waiting for rate limit {spec.rate.text} of tool {spec.name}{keyed} until {until}"
+    what = limits.rate_wait_text(who, spec.rate, wait)
     span = replace(clock.span(SpanOutcome.LIMITED), error=what)
-    message = rt.placement.tool_message(spec, args, slot - float(now))  # a new task id
     pipe = rt.redis.pipeline(transaction=False)
-    pipe.rpush(k.spans(args.run_id), span.to_json())
-    rt.send([message], pipe)  # to the timer set: it waits in Redis, not in a worker
-    rt.finished(pipe, args.run_id, task_id)
-    pipe.execute()
+    pipe.rpush(rt.keys.spans(args.run_id), span.to_json())
+    message = rt.placement.tool_message(spec, args, wait.delay)  # a new task id
+    limits.wait_for_slot(rt, pipe, message, task_id)
     log.debug("tool %s in run %s (attempt %d): %s", spec.name, args.run_id, args.attempt, what)
     return Attempt(span)
 
@@ -175,61 +162,38 @@ def _holder(args: ToolArgs, task_id: str | None) -> str:
 
 
 def _lease(rt: Runtime, spec: ToolSpec) -> float:
-    """How long a permit is held without being given back: the hard time limit and a margin."""
-    return rt.placement.tool_limits(spec)[1] + LEASE_MARGIN
+    return limits.lease(rt.placement.tool_limits(spec)[1])
 
 
 def _take_permit(
     rt: Runtime, spec: ToolSpec, args: ToolArgs, key: str, task_id: str | None, clock: _Clock
 ) -> Attempt | None:
-    """Take a permit of the tool's concurrency limit (``TAKE``). None: it runs now; else the
-    message was re-framed (a new task id) onto the limit's waiting list, where no worker holds
-    it, this delivery is finished, and its span says so."""
+    """Take a permit of the tool's concurrency limit. None: it runs now; else the message was
+    re-framed (a new task id) onto the limit's waiting list, where no worker holds it, this
+    delivery is finished, and its span says so."""
     assert spec.concurrency is not None
-    k = rt.keys
+    who = limits.Limited("tool", spec.name, key)
     message = rt.placement.tool_message(spec, args)  # a new task id, used only if it waits
-    queue_key, envelope = rt.publisher.frame(message)
-    runs_now = rt.script("TAKE")(
-        keys=[k.concurrency_index(), k.inflight(args.run_id)],
-        args=[
-            k.concurrency(spec.name, key),
-            spec.concurrency,
-            repr(_lease(rt, spec)),
-            _holder(args, task_id),
-            message.task_id,
-            InflightRecord(now(), message).to_json(),
-            queue_key,
-            envelope,
-        ],
-    )
-    if int(runs_now):
+    n, holder = spec.concurrency, _holder(args, task_id)
+    if limits.take_permit(rt, who, n, _lease(rt, spec), holder, message):
         return None
-    keyed = f" (key {key})" if key else ""
-    what = f"waiting for concurrency limit {spec.concurrency} of tool {spec.name}{keyed}"
+    what = limits.permit_wait_text(who, n)
     span = replace(clock.span(SpanOutcome.LIMITED), error=what)
-    rt.redis.rpush(k.spans(args.run_id), span.to_json())
+    rt.redis.rpush(rt.keys.spans(args.run_id), span.to_json())
     log.debug("tool %s in run %s (attempt %d): %s", spec.name, args.run_id, args.attempt, what)
     return Attempt(span)
 
 
 def _give_back(rt: Runtime, spec: ToolSpec, args: ToolArgs, task_id: str | None) -> None:
-    """The attempt is over: give its permit back, if the tool is concurrency-limited (``GIVE``
-    also hands free permits to waiting calls). Not giving it back (a crash) costs a lease."""
+    """The attempt is over: give its permit back, if the tool is concurrency-limited."""
     if spec.concurrency is None:
         return
     try:
         key = spec.concurrency_of(args.args)
     except Exception:  # its arguments never named a key: it never took a permit
         return
-    rt.script("GIVE")(
-        keys=[rt.keys.concurrency_index()],
-        args=[
-            rt.keys.concurrency(spec.name, key),
-            spec.concurrency,
-            repr(_lease(rt, spec)),
-            _holder(args, task_id),
-        ],
-    )
+    who = limits.Limited("tool", spec.name, key)
+    limits.give_permit(rt, who, spec.concurrency, _lease(rt, spec), _holder(args, task_id))
 
 
 def hard_timeout(

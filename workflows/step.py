@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, overload
 
 from workflows.errors import WorkflowDefinitionError
 from workflows.events import Event, StopEvent
+from workflows.rate_limit import RateLimit, parse_rate
 from workflows.resource import Resource, resource_params, resource_problems
 from workflows.retry import NO_RETRY, Retry, RetryPolicy, StepRetry, step_retry
 
@@ -25,6 +26,8 @@ Mode = Literal["inprocess", "distributed"]
 GraphCheck = Literal["reachability", "dead_end"]
 """Graph checks one step may skip (LlamaIndex's names)."""
 F = TypeVar("F", bound=Callable[..., Any])  # async, or sync (run on a worker thread)
+StepKey = Callable[[Any], Any]
+"""A limit's key function: of the step's input event (for a ``list[E]`` batch step, the list)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class StepOptions:
     num_workers: int = 4
     accept_event_subclasses: bool = False
     skip_graph_checks: frozenset[GraphCheck] = frozenset()
+    rate: RateLimit | None = None
+    rate_key: StepKey | None = None
+    concurrency: int | None = None
+    concurrency_key: StepKey | None = None
 
 
 @dataclass
@@ -74,6 +81,16 @@ class StepSpec:
     def qualname(self) -> str:
         return f"{self.workflow}.{self.name}"
 
+    def rate_key_of(self, event: Event | list[Event]) -> str:
+        """The rate limit's key for an input: ``rate_key(event)``, or ``""`` (one limit)."""
+        key = self.options.rate_key
+        return "" if key is None else str(key(event))
+
+    def concurrency_key_of(self, event: Event | list[Event]) -> str:
+        """The concurrency limit's key for an input: ``concurrency_key(event)``, or ``""``."""
+        key = self.options.concurrency_key
+        return "" if key is None else str(key(event))
+
 
 @overload
 def step(fn: F, /) -> F: ...
@@ -88,6 +105,10 @@ def step(
     retry_policy: Retry | RetryPolicy | None = None,
     accept_event_subclasses: bool = False,
     skip_graph_checks: Iterable[GraphCheck] | None = None,
+    rate_limit: str | None = None,
+    rate_key: StepKey | None = None,
+    concurrency: int | None = None,
+    concurrency_key: StepKey | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -103,6 +124,10 @@ def step(
     retry_policy: Retry | RetryPolicy | None = None,
     accept_event_subclasses: bool = False,
     skip_graph_checks: Iterable[GraphCheck] | None = None,
+    rate_limit: str | None = None,
+    rate_key: StepKey | None = None,
+    concurrency: int | None = None,
+    concurrency_key: StepKey | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a method as a step (bare, or with options); with ``workflow=``, a free function.
 
@@ -116,15 +141,31 @@ def step(
     one defined there (LlamaIndex refuses this form). An event is routed to a step only when
     its type is exactly one the step takes, unless ``accept_event_subclasses``.
     ``skip_graph_checks`` turns off the ``"reachability"`` or ``"dead_end"`` check for this step.
+
+    ``rate_limit`` (``"5/s"``, ``"60/m"``, ``"100/h"``) spaces the step's starts (one per
+    attempt: a resume after a tool, child or event answer is not charged), per value of
+    ``rate_key(event)`` when given; ``concurrency`` (a positive int) lets at most that many of
+    its deliveries run its code at once, per value of ``concurrency_key(event)``. Both hold
+    across every worker distributed and per process in-process (``docs/distributed.md``).
     """
     policy = retry if retry is not None else retry_policy
+    rate = _check_limits(rate_limit, rate_key, concurrency, concurrency_key)
 
     def mark(f: F) -> F:
         name = f.__qualname__.rsplit("<locals>.", 1)[-1]  # Flow.step, even in a function
         checked = NO_RETRY if policy is None else step_retry(policy, name)
         skipped = _graph_checks(name, skip_graph_checks)
         options = StepOptions(
-            queue, checked, timeout, num_workers, accept_event_subclasses, skipped
+            queue,
+            checked,
+            timeout,
+            num_workers,
+            accept_event_subclasses,
+            skipped,
+            rate,
+            rate_key,
+            concurrency,
+            concurrency_key,
         )
         f.__baton_step__ = options  # type: ignore[attr-defined]
         if _defined_in_class(f):
@@ -139,6 +180,26 @@ def step(
         return f
 
     return mark(fn) if fn is not None else mark
+
+
+def _check_limits(
+    rate_limit: str | None,
+    rate_key: StepKey | None,
+    concurrency: int | None,
+    concurrency_key: StepKey | None,
+) -> RateLimit | None:
+    """The parsed rate limit; a bad limit option is a one-line ValueError at decoration (the
+    same rules and words as ``@tool``'s)."""
+    rate = None if rate_limit is None else parse_rate(rate_limit)
+    if rate_key is not None and (rate is None or not callable(rate_key)):
+        raise ValueError("rate_key needs a rate_limit and must be a function of the event")
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0
+    ):
+        raise ValueError(f"bad concurrency {concurrency!r}: expected a positive integer")
+    if concurrency_key is not None and (concurrency is None or not callable(concurrency_key)):
+        raise ValueError("concurrency_key needs a concurrency and must be a function of the event")
+    return rate
 
 
 def _defined_in_class(fn: Callable[..., Any]) -> bool:

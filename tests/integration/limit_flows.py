@@ -1,6 +1,6 @@
-"""Workflows and rate- and concurrency-limited tools of the limit tests (``test_rate_limits``,
-``test_concurrency_limits``) and ``benchmarks.bench_limits``, imported by their workers; on a
-queue of their own."""
+"""Workflows and rate- and concurrency-limited tools and steps of the limit tests
+(``test_rate_limits``, ``test_concurrency_limits``, ``test_step_limits``) and
+``benchmarks.bench_limits``, imported by their workers; on a queue of their own."""
 
 from __future__ import annotations
 
@@ -130,3 +130,105 @@ class LimitQuick(Workflow):
     @step
     async def go(self, ctx: Context, ev: LimitQuickStart) -> StopEvent:
         return StopEvent(result=time.time())
+
+
+# --- limited steps (``test_step_limits``) ---------------------------------------------------
+
+
+def step_log(label: str, testdir: Path | None = None) -> Path:
+    """One line per execution of a limited step's code under ``label``: enter time, exit
+    time, run id, key, what (``go``: the step ran; ``before``/``after``: around its tool call)."""
+    return effects(label, testdir).with_suffix(".steps")
+
+
+class StepRun(StartEvent):
+    label: str
+    user: str = ""
+    hold: float = 0.0
+
+
+def _note(ev: StepRun, ctx: Context, entered: float, what: str = "go") -> None:
+    with step_log(ev.label).open("a") as fh:
+        fh.write(f"{entered:.6f} {time.time():.6f} {ctx.run_id} {ev.user or '-'} {what}\n")
+
+
+async def _held(ev: StepRun, ctx: Context) -> StopEvent:
+    """Run for ``ev.hold`` seconds (1.5 s for the first run of a label starting with ``k``:
+    the kill test's target), noting it once done."""
+    entered = time.time()
+    with step_log(ev.label).with_suffix(".entered").open("a") as fh:
+        fh.write(f"{entered:.6f} {ctx.run_id} {os.getpid()}\n")
+    first = ev.label.startswith("k") and _first_of(ev.label)
+    await asyncio.sleep(1.5 if first else ev.hold)
+    _note(ev, ctx, entered)
+    return StopEvent(result=ctx.run_id)
+
+
+def _first_of(label: str) -> bool:
+    marker = step_log(label).with_suffix(".first")
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+class RatedStep(Workflow):
+    """Its step starts at most 5 times a second, across every worker."""
+
+    queue = QUEUE
+
+    @step(rate_limit="5/s")
+    async def go(self, ctx: Context, ev: StepRun) -> StopEvent:
+        return await _held(ev, ctx)
+
+
+class SlowRatedStep(Workflow):
+    """Its step starts at most once a second."""
+
+    queue = QUEUE
+
+    @step(rate_limit="1/s", rate_key=lambda ev: ev.user)
+    async def go(self, ctx: Context, ev: StepRun) -> StopEvent:
+        return await _held(ev, ctx)
+
+
+class BoundedStep(Workflow):
+    """At most 2 deliveries of its step run its code at once, per user."""
+
+    queue = QUEUE
+
+    @step(concurrency=2, concurrency_key=lambda ev: ev.user)
+    async def go(self, ctx: Context, ev: StepRun) -> StopEvent:
+        return await _held(ev, ctx)
+
+
+class SoloStep(Workflow):
+    """At most 1 delivery of its step runs at once (its lease: the isolated workers' 5 s
+    hard time limit + 2 s)."""
+
+    queue = QUEUE
+
+    @step(concurrency=1)
+    async def go(self, ctx: Context, ev: StepRun) -> StopEvent:
+        return await _held(ev, ctx)
+
+
+@tool(queue=QUEUE)
+def step_echo(text: str) -> str:
+    """An unlimited tool a limited step calls (its answer resumes the step)."""
+    return text
+
+
+class RatedToolStep(Workflow):
+    """A rate-limited step that calls a tool: parked, then resumed by the answer."""
+
+    queue = QUEUE
+
+    @step(rate_limit="4/s")
+    async def go(self, ctx: Context, ev: StepRun) -> StopEvent:
+        entered = time.time()
+        _note(ev, ctx, entered, "before")
+        echoed = await ctx.call_tool("step_echo", text=ev.user)
+        _note(ev, ctx, entered, "after")
+        return StopEvent(result=echoed)

@@ -126,8 +126,8 @@ def test_c_a_permit_held_by_a_killed_worker_comes_back_within_its_lease(
         what="one call holding the permit, three waiting",
     )
     scrape = metrics.exposition(isolated_client.runtime)
-    assert _metric(scrape, "baton_limit_permits_held", "concurrent_1") == 1
-    assert _metric(scrape, "baton_limit_waiting", "concurrent_1") == 3
+    assert _metric(scrape, "baton_limit_permits_held", "tool:concurrent_1:") == 1
+    assert _metric(scrape, "baton_limit_waiting", "tool:concurrent_1:") == 3
     assert doomed.proc is not None
     os.killpg(doomed.proc.pid, signal.SIGKILL)
     killed = time.time()

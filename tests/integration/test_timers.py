@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from app.client import Client
+from app.client import Client, RunState
 from tasks import reaper
 from tasks.protocol import Message, StepArgs, TimerAnswer, TimerEntry, parse_timer
 from tests.harness import RedisServer, StartWorker, eventually
@@ -72,9 +72,11 @@ def test_a_sleeping_step_frees_its_worker_and_resumes_after_its_sleep(
     worker_factory("solo", concurrency=1)
     sleeper = timer_client.submit("Nap", seconds=2.0)
     eventually(lambda: _timers(timer_client), timeout=10, what="the sleep's timer")
-    state = eventually(
-        lambda: (s := sleeper.state()).state == "sleeping" and s, timeout=5, what="sleeping"
-    )
+    def sleeping() -> RunState | None:
+        state = sleeper.state()
+        return state if state.state == "sleeping" else None
+
+    state = eventually(sleeping, timeout=5, what="sleeping")
     assert state.until is not None and time.time() < state.until < time.time() + 2.5
     assert state.describe().startswith("sleeping until ")
     quick = timer_client.submit("Quick")  # the one slot is free while the other run sleeps

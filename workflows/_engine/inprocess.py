@@ -12,6 +12,7 @@ import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from workflows._engine import core
@@ -26,6 +27,7 @@ from workflows._engine.executor import (
 )
 from workflows._engine.memory import MemoryBackend
 from workflows._engine.records import JournalEntry
+from workflows._engine.step_limits import run_limited
 from workflows.codec import encode_event, to_data
 from workflows.context import Context, RunState, state_type_of
 from workflows.errors import (
@@ -137,7 +139,10 @@ class InProcessRun:
             if inv.first_started is None:
                 inv.first_started = time.monotonic()
             while not self.done.done():
-                outcome = await execute(self.workflow, step, Context(self.backend, inv), inv)
+                ctx = Context(self.backend, inv)
+                outcome = await run_limited(
+                    step, inv, partial(execute, self.workflow, step, ctx, inv)
+                )
                 if isinstance(outcome, Suspended):
                     return
                 if isinstance(outcome, Completed):
