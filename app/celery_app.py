@@ -18,8 +18,8 @@ from workflows.errors import ConfigurationError
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
-    url = settings.store_url
-    transport = {
+    url = settings.broker
+    transport: dict[str, object] = {
         "visibility_timeout": settings.visibility_timeout,
         "global_keyprefix": f"{settings.key_prefix}:q:",
         "socket_timeout": 10,
@@ -34,6 +34,11 @@ def celery_config(settings: Settings) -> dict[str, object]:
         # stop every other worker restoring for five minutes
         "unacked_mutex_expire": 15,
     }
+    if url.startswith("amqp"):
+        # RabbitMQ: a publish returns once the broker has the message (the outbox relay
+        # deletes its copy only then); a lost worker's messages come back when its channel
+        # closes, so no visibility timeout is needed
+        transport = {"confirm_publish": True}
     return {
         "broker_url": url,
         "broker_transport_options": transport,

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         description="Redis for broker, run state and events; unset: `baton up` "
         "and the demo start a private redis-server.",
     )
+    broker_url: str | None = Field(
+        default=None,
+        description="a separate broker for task messages (amqp:// RabbitMQ, or another "
+        "redis://); unset: the state Redis is the broker too (the fastest path)",
+    )
     key_prefix: str = Field(default="baton", pattern=r"^[A-Za-z0-9_.-]+$")
     redis_max_connections: int = Field(
         default=1000,
@@ -122,6 +127,14 @@ class Settings(BaseSettings):
             raise ValueError(f"scheme {value.partition(':')[0]!r}")
         return value
 
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        schemes = ("redis://", "rediss://", "unix://", "amqp://", "amqps://")
+        if value is not None and not value.startswith(schemes):
+            raise ValueError(f"scheme {value.partition(':')[0]!r}")
+        return value or None
+
     @field_validator("imports", "api_cors_origins", mode="before")
     @classmethod
     def _module_list(cls, value: object) -> object:
@@ -158,6 +171,17 @@ class Settings(BaseSettings):
         return self.redis_url or DEFAULT_REDIS_URL
 
     @property
+    def separate_broker(self) -> bool:
+        """Whether task messages go through a broker other than the state Redis: then every
+        message passes the outbox (``tasks.relay``) instead of being pushed with the state."""
+        return self.broker_url is not None and self.broker_url != self.store_url
+
+    @property
+    def broker(self) -> str:
+        """The broker's URL: ``broker_url``, else the state Redis."""
+        return self.broker_url or self.store_url
+
+    @property
     def visibility_timeout(self) -> int:
         """Longer than any time limit, so a running late-ack task is never redelivered."""
         return self.visibility_timeout_override or int(self.max_time_limit) + 60
@@ -170,9 +194,10 @@ def get_settings() -> Settings:
 
 
 # their values may hold a password (or are one): never echo
-_SECRET_FIELDS = {"redis_url", "flower_password", "api_token"}
+_SECRET_FIELDS = {"redis_url", "broker_url", "flower_password", "api_token"}
 _FORMS = {
     "redis_url": "a redis://, rediss:// or unix:// URL",
+    "broker_url": "an amqp://, amqps://, redis://, rediss:// or unix:// URL",
     "imports": "module names, comma-separated (a,b) or a JSON list",
     "api_cors_origins": "origins, comma-separated (https://a,https://b) or a JSON list",
 }

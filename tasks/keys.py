@@ -146,6 +146,24 @@ class Keys:
         """kombu's ``global_keyprefix``: every broker key (queue lists, unacked hash) under it."""
         return f"{self.prefix}:q:"
 
+    def outbox(self) -> str:
+        """List: framed messages for a separate broker (``tasks.relay``), pushed with the state
+        they belong to and published by a relay; the oldest at the tail."""
+        return f"{self.prefix}:outbox"
+
+    def relaying(self, relay: str) -> str:
+        """List: the outbox entries one relay took and has not yet seen confirmed by the
+        broker (put back on the outbox if that relay dies)."""
+        return f"{self.prefix}:outbox:relaying:{relay}"
+
+    def relays(self) -> str:
+        """Set: the names of the relays that have checked in (``tasks.relay``)."""
+        return f"{self.prefix}:outbox:relays"
+
+    def relay_alive(self, relay: str) -> str:
+        """String with a short expiry: the relay ``relay`` is alive (its list is its own)."""
+        return f"{self.prefix}:outbox:alive:{relay}"
+
     def queue(self, name: str) -> str:
         """List: a Celery queue's waiting messages (kombu's Redis transport)."""
         return f"{self.broker_prefix()}{name}"

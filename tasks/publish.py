@@ -12,43 +12,40 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 
-from tasks.protocol import TOOL_TASK_PREFIX, Message, StepArgs
+from tasks.protocol import TOOL_TASK_PREFIX, Message, OutboxEntry, StepArgs
 
 ARGSREPR_MAX = 200  # Flower shows it in a table cell; the event payload never goes in it
 
 
 class Publisher:
-    """Frames messages for the Redis transport and pushes them on a pipeline."""
+    """Frames messages for the Redis transport and pushes them on a pipeline.
 
-    def __init__(self, app: Celery, key_prefix: str) -> None:
+    With ``outbox`` (a separate broker), every message is framed as an :class:`OutboxEntry`
+    and pushed onto that list instead, with the same writes: a relay publishes it to the
+    broker (``tasks.relay``). Callers (the Lua scripts included) cannot tell the difference:
+    they get a key and a payload to push either way."""
+
+    def __init__(self, app: Celery, key_prefix: str, outbox: str | None = None) -> None:
         self.app = app
         self.key_prefix = key_prefix
+        self.outbox = outbox
         self.origin = "baton"
+        # task name -> what sends its messages instead of ``frame`` (a task-backed tool's
+        # call is the plain task's own message: ``tasks.interop_tools.push_call``)
+        self.senders: dict[str, Callable[[Any, Message], None]] = {}
 
     def frame(self, m: Message) -> tuple[str, str]:
-        """The queue list key and the JSON envelope kombu's Redis transport expects."""
-        tm = self.app.amqp.as_task_v2(
-            m.task_id,
-            m.name,
-            args=tuple(m.args.wire()),
-            kwargs={},
-            # never an ETA: a worker would hold the message in memory, past its visibility
-            # timeout; a delayed message waits in Baton's timer set instead (``tasks.timers``)
-            countdown=None,
-            retries=m.args.attempt - 1,  # what Flower shows as the task's retries
-            # no time limits on the wire: the worker that runs the task applies its own (the
-            # task's defaults, see ``tasks.registry``), the ones its visibility timeout covers
-            ignore_result=True,
-            origin=self.origin,
-            # what Flower shows as the arguments and searches: see ``argsrepr``; Celery's own
-            # saferepr of them costs more than the rest of the framing
-            argsrepr=argsrepr(m),
-            kwargsrepr="{}",
-        )
+        """The list to push onto and what to push: a queue list and the JSON envelope kombu's
+        Redis transport expects, or the outbox and an outbox entry."""
+        tm = self._task(m)
+        if self.outbox is not None:
+            entry = OutboxEntry(m.queue, m.task_id, tm.body, tm.headers, tm.properties)
+            return self.outbox, entry.to_json()
         body = json.dumps(tm.body, separators=(",", ":")).encode()
         properties: dict[str, Any] = {
             **tm.properties,
@@ -67,8 +64,33 @@ class Publisher:
         }
         return f"{self.key_prefix}{m.queue}", json.dumps(envelope, separators=(",", ":"))
 
+    def _task(self, m: Message) -> Any:
+        """Celery's protocol-2 task message (headers, properties, body) for ``m``."""
+        return self.app.amqp.as_task_v2(
+            m.task_id,
+            m.name,
+            args=tuple(m.args.wire()),
+            kwargs={},
+            # never an ETA: a worker would hold the message in memory, past its visibility
+            # timeout; a delayed message waits in Baton's timer set instead (``tasks.timers``)
+            countdown=None,
+            retries=m.args.attempt - 1,  # what Flower shows as the task's retries
+            # no time limits on the wire: the worker that runs the task applies its own (the
+            # task's defaults, see ``tasks.registry``), the ones its visibility timeout covers
+            ignore_result=True,
+            origin=self.origin,
+            # what Flower shows as the arguments and searches: see ``argsrepr``; Celery's own
+            # saferepr of them costs more than the rest of the framing
+            argsrepr=argsrepr(m),
+            kwargsrepr="{}",
+        )
+
     def push(self, pipe: Any, messages: list[Message]) -> None:
         for m in messages:
+            sender = self.senders.get(m.name)
+            if sender is not None:
+                sender(pipe, m)
+                continue
             key, payload = self.frame(m)
             pipe.lpush(key, payload)
 

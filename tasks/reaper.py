@@ -71,6 +71,7 @@ class Inflight(NamedTuple):
     due: float
     raw: str
     overdue: bool = False
+    started: bool = False  # delivered at least once (read for overdue records only)
 
     @classmethod
     def read(cls, run_id: str, raw: str) -> Inflight:
@@ -166,13 +167,18 @@ def _inflight_of(rt: Runtime, run_ids: list[str], cutoff: float) -> list[Infligh
         return records
     for run_id, cs in past.items():
         pipe.hmget(rt.keys.deliveries(run_id), [c.task_id for c in cs])
-    overdue = {
+    started = {
         c.task_id
-        for cs, started in zip(past.values(), pipe.execute(), strict=True)
-        for c, s in zip(cs, started, strict=True)
-        if _overdue(c, s is not None, cutoff)
+        for cs, delivered in zip(past.values(), pipe.execute(), strict=True)
+        for c, d in zip(cs, delivered, strict=True)
+        if d is not None
     }
-    return [c._replace(overdue=True) if c.task_id in overdue else c for c in records]
+    return [
+        c._replace(overdue=True, started=c.task_id in started)
+        if _overdue(c, c.task_id in started, cutoff)
+        else c
+        for c in records
+    ]
 
 
 def _overdue(c: Inflight, started: bool, cutoff: float) -> bool:
@@ -189,13 +195,18 @@ def _present(rt: Runtime, records: list[Inflight], candidates: list[Inflight]) -
     for c in records:
         by_queue.setdefault(c.queue, set()).add(c.task_id)
     found: set[str] = set()
-    for queue in sorted({c.queue for c in candidates}):
+    if rt.settings.separate_broker:
+        # a separate broker's queues cannot be read here, and lose no message they confirmed
+        # (the outbox and the relays' lists hold the rest, ``tasks.relay``): only a started
+        # task past any time it could run (it died without coming back) may be lost
+        found = {c.task_id for c in candidates if not c.started}
+    for queue in sorted({c.queue for c in candidates if c.task_id not in found}):
         waiting = _in_list(rt.redis, rt.keys.queue(queue), by_queue[queue])
         if waiting:  # a backlog older than a visibility timeout: worth an operator's look
             log.info("queue %s: %d message(s) waiting, not lost", queue, len(waiting))
         found |= waiting
     missing = {c.task_id for c in candidates} - found
-    if missing:
+    if missing and not rt.settings.separate_broker:
         found |= _in_unacked(rt.redis, rt.keys.unacked(), missing)
     missing -= found
     if missing:  # held by a timer no pump released yet (every worker was down past its due)

@@ -43,7 +43,8 @@ class Runtime:
         self.topology = topology or load_topology(settings.topology_file)
         self.placement = Placement(self.topology, settings.default_mode, settings.max_time_limit)
         self.keys = Keys(settings.key_prefix)
-        self.publisher = Publisher(app, self.keys.broker_prefix())
+        outbox = self.keys.outbox() if settings.separate_broker else None
+        self.publisher = Publisher(app, self.keys.broker_prefix(), outbox)
         self._redis: Any = None
         self._submit_redis: Any = None
         self._pid = 0

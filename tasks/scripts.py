@@ -342,3 +342,30 @@ end
 return moved
 """
 )
+
+# The outbox (``tasks.relay``). KEYS: the outbox, one relay's relaying list. ARGV: how many.
+# Moves up to ARGV[1] of the oldest entries (the tail) onto the relaying list, atomically, and
+# returns them oldest first.
+RELAY_TAKE = """
+local n = tonumber(ARGV[1])
+local items = redis.call('LRANGE', KEYS[1], -n, -1)
+if #items == 0 then return {} end
+redis.call('LTRIM', KEYS[1], 0, -#items - 1)
+local oldest_first = {}
+for i = #items, 1, -1 do
+  redis.call('LPUSH', KEYS[2], items[i])
+  oldest_first[#oldest_first + 1] = items[i]
+end
+return oldest_first
+"""
+
+# KEYS: the outbox, a dead relay's relaying list (oldest at its tail too). Puts its entries
+# back at the outbox's tail, where they are taken next, in their order; returns how many.
+RELAY_RETURN = """
+local items = redis.call('LRANGE', KEYS[2], 0, -1)
+for i = 1, #items do
+  redis.call('RPUSH', KEYS[1], items[i])
+end
+redis.call('DEL', KEYS[2])
+return #items
+"""

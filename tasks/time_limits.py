@@ -23,12 +23,19 @@ from tasks.tool_task import hard_timeout
 log = logging.getLogger("baton.worker")
 
 
+RABBITMQ_CONSUMER_TIMEOUT = 1800  # seconds: RabbitMQ's default consumer_timeout
+
+
 def install(rt: Runtime) -> None:
     """Check this worker's queues once it knows them; report hard kills of its tasks."""
 
     def check(instance: Any = None, **_: Any) -> None:
         queues = set(instance.app.amqp.queues.consume_from) if instance is not None else set()
-        problems = rt.placement.uncovered_limits(rt.settings.visibility_timeout, queues)
+        # RabbitMQ redelivers nothing while the consumer lives, but closes a channel whose
+        # unacknowledged delivery is older than its consumer_timeout (30 minutes by default)
+        amqp = rt.settings.broker.startswith("amqp")
+        covered = RABBITMQ_CONSUMER_TIMEOUT if amqp else rt.settings.visibility_timeout
+        problems = rt.placement.uncovered_limits(covered, queues)
         if problems:
             for problem in problems:
                 log.critical("baton worker: %s", problem)

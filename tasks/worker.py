@@ -6,7 +6,7 @@ patches nothing and connects no signal.
 
 from __future__ import annotations
 
-from tasks import deadletters, guards, heartbeat, reaper, time_limits, timers
+from tasks import deadletters, guards, heartbeat, reaper, relay, time_limits, timers
 from tasks.runtime import Runtime
 
 
@@ -14,7 +14,8 @@ def install_worker(rt: Runtime) -> None:
     """Make this process a Baton worker: keep rejected messages, sweep lost ones, release due
     timers, survive Redis dying under the consumer and stray items on the queue lists, refuse
     time limits the visibility timeout cannot cover and report hard kills as timeouts, and keep
-    its record (queues, tasks) fresh in the worker registry."""
+    its record (queues, tasks) fresh in the worker registry; with a separate broker, relay the
+    outbox to it."""
     guards.guard_unacked_restore()
     guards.guard_closed_channel_acks()
     guards.guard_queue_items(rt)
@@ -23,3 +24,4 @@ def install_worker(rt: Runtime) -> None:
     reaper.install(rt)
     timers.install(rt)
     heartbeat.install(rt)
+    relay.install(rt)

@@ -20,6 +20,7 @@ from tasks.protocol.messages import (
     dump_messages,
     parse_messages,
 )
+from tasks.protocol.outbox import OutboxEntry
 from tasks.protocol.runlog import (
     END_KINDS,
     EVENT_KINDS,
@@ -57,6 +58,7 @@ __all__ = [
     "LogEntry",
     "LogKind",
     "Message",
+    "OutboxEntry",
     "RetryNote",
     "RunRecord",
     "RunStatus",

@@ -26,8 +26,9 @@ from tasks.runtime import Runtime
 from tests.chaos.flows import QUEUE
 from tests.chaos.record import ChaosConfig
 from tests.harness import RedisServer, Worker, eventually, worker_env
+from tests.rabbit import RabbitServer
 
-FAULT_KINDS = ("worker_kill", "worker_term", "redis_restart", "redis_freeze", "poison")
+FAULT_KINDS = ChaosConfig().fault_kinds  # with one Redis; RabbitMQ adds "broker_restart"
 # short limits, so a message lost in a crash comes back within seconds
 MAX_TIME_LIMIT, VISIBILITY_TIMEOUT = 5, 8
 TERM_WAIT = 30.0  # warm shutdown: how long a SIGTERMed worker may take to finish its tasks
@@ -45,8 +46,12 @@ class Cluster:
         (workdir / "redis").mkdir(parents=True, exist_ok=True)
         first = "always" if cfg.fsync == "always" else "everysec"
         self.redis = RedisServer(workdir / "redis", appendfsync=first)
+        self.rabbit: RabbitServer | None = None
+        if cfg.broker == "rabbitmq":
+            (workdir / "rabbit").mkdir(parents=True, exist_ok=True)
+            self.rabbit = RabbitServer(workdir / "rabbit")
         self.lock = threading.Lock()
-        self.faults: Counter[str] = Counter({kind: 0 for kind in FAULT_KINDS})
+        self.faults: Counter[str] = Counter({kind: 0 for kind in cfg.fault_kinds})
         self.fsync_at_restart: list[str] = []
         self.deaths: list[str] = []
         self.hangs: list[str] = []  # SIGTERMed workers that did not stop within TERM_WAIT
@@ -57,9 +62,14 @@ class Cluster:
 
     def start(self) -> None:
         self.redis.start()
+        broker = {}
+        if self.rabbit is not None:
+            self.rabbit.start()
+            broker = {"BATON_BROKER_URL": self.rabbit.url}
         env = worker_env(
             self.redis.url,
             self.workdir,
+            **broker,
             BATON_IMPORTS='["tests.chaos.flows"]',
             BATON_KEY_PREFIX=self.prefix,
             BATON_MAX_TIME_LIMIT=MAX_TIME_LIMIT,
@@ -77,6 +87,7 @@ class Cluster:
         """What a client of this cluster uses (the same limits as the workers)."""
         return Settings(
             redis_url=self.redis.url,
+            broker_url=None if self.rabbit is None else self.rabbit.url,
             key_prefix=self.prefix,
             imports=["tests.chaos.flows"],
             retention_seconds=self.cfg.retention,
@@ -91,6 +102,8 @@ class Cluster:
             if self.redis.proc is not None and self.redis.proc.poll() is None:
                 os.kill(self.redis.proc.pid, signal.SIGCONT)  # never leave it frozen
             self.redis.stop()
+            if self.rabbit is not None:
+                self.rabbit.stop()
 
     def inject(self, kind: str, rng: random.Random, rt: Runtime) -> None:
         worker = rng.choice(self.workers)
@@ -106,6 +119,10 @@ class Cluster:
                 self._restart_redis()
             elif kind == "redis_freeze":
                 self._freeze_redis()
+            elif kind == "broker_restart":
+                assert self.rabbit is not None
+                self.rabbit.kill()
+                self.rabbit.restart()
             else:
                 self._poison(rt)
             self.faults[kind] += 1
@@ -170,10 +187,34 @@ class Cluster:
         """Plain text, JSON that is no kombu envelope, and a message for an unknown task."""
         n = self.faults["poison"]  # numbered, so that each dead letter can be told apart
         unknown = Message("chaos.no_such_task", StepArgs("chaos-poison", f"inv{n}", {}), QUEUE)
+        if self.rabbit is not None:
+            self._poison_rabbit(rt, n, unknown)
+            return
         _, framed = rt.publisher.frame(unknown)
         for payload in (f"not json {n}", json.dumps({"a": 1, "n": n}), framed):
             rt.redis.lpush(rt.keys.queue(QUEUE), payload)
             self.poison_pushed += 1
+
+    def _poison_rabbit(self, rt: Runtime, n: int, unknown: Message) -> None:
+        """The same three, published to the RabbitMQ queue: text, JSON with no task header,
+        and a task message (through the outbox and a relay) for a task no worker has."""
+        queue = rt.app.amqp.queues[QUEUE]
+        with rt.app.connection_for_write() as conn:
+            producer = rt.app.amqp.Producer(conn)
+            for body, content_type in ((f"not json {n}", "text/plain"), ({"a": 1, "n": n}, None)):
+                producer.publish(
+                    body,
+                    exchange=queue.exchange,
+                    routing_key=queue.routing_key,
+                    declare=[queue],
+                    content_type=content_type,
+                    content_encoding="utf-8" if content_type else None,
+                    serializer=None if content_type else "json",
+                )
+                self.poison_pushed += 1
+        rt.send([unknown])
+        rt.redis.hdel(rt.keys.inflight(unknown.run_id), unknown.task_id)  # no run to resend it
+        self.poison_pushed += 1
 
 
 TASK_LINE = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] (received|succeeded|raised|failed|retry)")
@@ -199,11 +240,13 @@ def _last_error(worker: Worker) -> str:
     return " | ".join((bad or lines)[-3:])[-600:]
 
 
-def fault_schedule(n: int, rng: random.Random) -> list[str]:
+def fault_schedule(
+    n: int, rng: random.Random, kinds_of: tuple[str, ...] = FAULT_KINDS
+) -> list[str]:
     """``n`` faults: every kind once (shuffled) before any kind comes again."""
     out: list[str] = []
     while len(out) < n:
-        kinds = list(FAULT_KINDS)
+        kinds = list(kinds_of)
         rng.shuffle(kinds)
         out += kinds
     return out[:n]

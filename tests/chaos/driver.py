@@ -190,7 +190,7 @@ class Driver:
     def _faults(self) -> None:
         """Inject the faults at even intervals over the submission time."""
         rng = random.Random(self.cfg.seed + 1)
-        kinds = fault_schedule(self.cfg.faults, rng)
+        kinds = fault_schedule(self.cfg.faults, rng, self.cfg.fault_kinds)
         rt = Client(self.settings).runtime
         for k, kind in enumerate(kinds):
             due = self.started + (k + 1) * self.cfg.duration / (len(kinds) + 1)

@@ -30,13 +30,21 @@ class ChaosConfig:
     grace: float = 120.0  # after the last submission and fault: how long runs may take to end
     window: int = 8  # runs in flight per client at most
     freeze_seconds: float = 4.0
+    broker: str = "redis"  # redis: one Redis is broker and state | rabbitmq: a private RabbitMQ
     workdir: Path | None = None
     keep: bool = False
 
     @classmethod
     def short(cls, **changes: Any) -> ChaosConfig:
         """The CI setting: 80 runs and one fault of each kind in under three minutes."""
-        return replace(cls(runs=80, faults=5, rate=1.6, grace=45.0), **changes)
+        short = replace(cls(runs=80, faults=5, rate=1.6, grace=45.0), **changes)
+        return replace(short, faults=len(short.fault_kinds))  # one fault of each kind
+
+    @property
+    def fault_kinds(self) -> tuple[str, ...]:
+        """The faults of this setting: with RabbitMQ as the broker, its kill -9 and restart too."""
+        kinds = ("worker_kill", "worker_term", "redis_restart", "redis_freeze", "poison")
+        return (*kinds, "broker_restart") if self.broker == "rabbitmq" else kinds
 
     @property
     def duration(self) -> float:

@@ -170,14 +170,34 @@ def parse_config(argv: list[str] | None = None) -> tuple[ChaosConfig, Path | Non
     p.add_argument(
         "--workdir", type=Path, help="keep logs and Redis data here (default: a temp dir)"
     )
+    p.add_argument(
+        "--broker",
+        choices=["redis", "rabbitmq"],
+        help="redis (default): one Redis is broker and state; rabbitmq: a private RabbitMQ "
+        "node is the broker (BATON_BROKER_URL), and is killed and restarted too",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp work dir even on a pass")
     p.add_argument("--json", type=Path, help="also write the result as JSON to this file")
     args = p.parse_args(argv)
     base = ChaosConfig.short() if args.short else ChaosConfig()
-    names = ("runs", "faults", "clients", "seed", "fsync", "rate", "retention", "grace", "workdir")
+    names = (
+        "runs",
+        "faults",
+        "clients",
+        "seed",
+        "fsync",
+        "rate",
+        "retention",
+        "grace",
+        "workdir",
+        "broker",
+    )
     changes = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     changes["keep"] = args.keep
-    return replace(base, **changes), args.json
+    cfg = replace(base, **changes)
+    if args.short and args.faults is None:
+        cfg = replace(cfg, faults=len(cfg.fault_kinds))  # one fault of each kind
+    return cfg, args.json
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,19 @@ def test_runs_survive_worker_kills_redis_restarts_freezes_and_poison_with_nothin
     assert result.headline() == dict.fromkeys(HEADLINES, 0), result.table()
 
 
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_the_same_holds_with_rabbitmq_as_the_broker_killed_and_restarted_too(
+    tmp_path: Path,
+) -> None:
+    cfg = ChaosConfig.short(workdir=tmp_path, broker="rabbitmq")
+    result = run_chaos(cfg)
+    assert result.faults == dict.fromkeys(cfg.fault_kinds, 1), result.table()
+    assert not result.suite_errors, result.table()
+    assert result.runs_submitted == ChaosConfig.short().runs, result.table()
+    assert result.headline() == dict.fromkeys(HEADLINES, 0), result.table()
+
+
 def test_the_suite_counts_executions_after_the_answer_and_beyond_the_retry_policy(
     tmp_path: Path,
 ) -> None:

@@ -72,6 +72,7 @@ def test_a_sleeping_step_frees_its_worker_and_resumes_after_its_sleep(
     worker_factory("solo", concurrency=1)
     sleeper = timer_client.submit("Nap", seconds=2.0)
     eventually(lambda: _timers(timer_client), timeout=10, what="the sleep's timer")
+
     def sleeping() -> RunState | None:
         state = sleeper.state()
         return state if state.state == "sleeping" else None

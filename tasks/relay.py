@@ -1,0 +1,217 @@
+"""The outbox relay: publishes what Baton wrote to the state Redis's outbox to a separate broker.
+
+With one Redis, a hop pushes its successor messages onto the queue lists in the same round trip
+as its state (``tasks.publish``). With a separate broker (``BATON_BROKER_URL``: RabbitMQ, or
+another Redis) no write can span both, so every message is framed as an
+:class:`~tasks.protocol.OutboxEntry` and pushed onto the outbox list *with the state it belongs
+to* (the Lua scripts that resume a step, release a timer or hand on a permit push there too,
+unchanged), and a relay publishes it. A hop that crashes after its write has its messages in
+the outbox; one that crashes before wrote nothing.
+
+Each worker's main process runs one relay thread:
+
+1. ``BLMOVE`` the oldest entry onto its own relaying list (it blocks: no polling, and Redis
+   hands each entry to one relay), then ``RELAY_TAKE`` up to a batch more, atomically;
+2. publish them through kombu, oldest first (RabbitMQ: with publisher confirms, so a publish
+   returns once the broker has the message, and messages are persistent on durable queues);
+3. delete its relaying list.
+
+A relay that dies between 1 and 3 leaves its entries on its relaying list. Every relay keeps a
+short-lived liveness key fresh and, every ``SWEEP_EVERY`` seconds, puts the entries of the
+relays whose key expired back on the outbox (``RELAY_RETURN``). A message published twice is
+harmless: the second delivery finds its task no longer in flight and does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from celery import signals
+
+from tasks import deadletters
+from tasks.protocol import OutboxEntry
+from tasks.runtime import Runtime
+from workflows.errors import PayloadError
+
+log = logging.getLogger("baton.relay")
+
+BATCH = 200  # entries per publish round (one BLMOVE, one RELAY_TAKE, one DEL)
+BLOCK = 1.0  # seconds a relay blocks waiting for an entry before it checks in
+ALIVE_TTL = 15  # seconds a relay's liveness key outlives its last refresh
+SWEEP_EVERY = 5.0  # seconds between refreshes of the liveness key and sweeps for dead relays
+
+
+class BrokerPublisher:
+    """Publishes outbox entries to the broker with kombu, on one connection (reopened after an
+    error), declaring each queue the way Celery does the first time it is used."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._connection: Any = None
+        self._producer: Any = None
+        self._declared: set[str] = set()
+
+    def publish(self, entries: list[OutboxEntry]) -> None:
+        if self._producer is None:
+            self._connection = self.app.connection_for_write()
+            self._connection.ensure_connection(max_retries=1)
+            self._producer = self.app.amqp.Producer(self._connection)
+        for e in entries:
+            queue = self.app.amqp.queues[e.queue]  # made as Celery makes a missing queue
+            self._producer.publish(
+                e.body,
+                exchange=queue.exchange,
+                routing_key=queue.routing_key,
+                serializer="json",
+                headers=e.headers,
+                declare=[] if e.queue in self._declared else [queue],
+                delivery_mode=2,
+                retry=False,  # the entries stay on the relaying list until a publish works
+                **e.properties,
+            )
+            self._declared.add(e.queue)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing to release
+                self._connection.release()
+        self._connection = self._producer = None
+        self._declared.clear()
+
+
+class Relay(threading.Thread):
+    """Moves the outbox to the broker while the worker lives; logs (and keeps trying) while
+    Redis or the broker is away."""
+
+    def __init__(self, rt: Runtime, name: str | None = None, batch: int = BATCH) -> None:
+        super().__init__(name="baton-relay", daemon=True)
+        self.rt, self.batch = rt, batch
+        self.relay = name or f"{uuid.uuid4().hex[:12]}"
+        self.publisher = BrokerPublisher(rt.app)
+        self.stopped = threading.Event()
+        self.published = 0
+
+    def run(self) -> None:
+        failing = False
+        checked_in = 0.0
+        while not self.stopped.is_set():
+            try:
+                if time.monotonic() - checked_in >= SWEEP_EVERY:
+                    self.check_in()
+                    self.return_dead()
+                    checked_in = time.monotonic()
+                self.relay_once(block=BLOCK)
+            except Exception:  # Redis or the broker away: the entries wait where they are
+                if not failing:
+                    log.warning("outbox relay: cannot publish", exc_info=True)
+                failing = True
+                self.publisher.close()
+                self.stopped.wait(0.5)
+                continue
+            if failing:
+                log.warning("outbox relay: publishing again")
+                failing = False
+        self.publisher.close()
+        with contextlib.suppress(Exception):  # Redis away: the check-in expires by itself
+            self.check_out()
+
+    def relay_once(self, block: float | None = None) -> int:
+        """Publish what this relay holds, else the oldest entries of the outbox (waiting up to
+        ``block`` seconds for one); returns how many were published."""
+        k, r = self.rt.keys, self.rt.redis
+        mine = k.relaying(self.relay)
+        held = list(reversed(r.lrange(mine, 0, -1)))  # left by a failed publish: oldest first
+        if not held:
+            if block is not None:
+                first = r.blmove(k.outbox(), mine, block, "RIGHT", "LEFT")
+                if first is None:
+                    return 0
+                held = [first]
+            more = self.rt.script("RELAY_TAKE")(keys=[k.outbox(), mine], args=[self.batch])
+            held += list(more)
+        if not held:
+            return 0
+        self.publisher.publish(self._entries(held))
+        r.delete(mine)
+        self.published += len(held)
+        return len(held)
+
+    def _entries(self, raw: list[str]) -> list[OutboxEntry]:
+        """The entries to publish; one that is not an outbox entry is kept as a dead letter."""
+        entries = []
+        for text in raw:
+            try:
+                entries.append(OutboxEntry.from_json(text))
+            except PayloadError as exc:
+                deadletters.keep(self.rt, f"not an outbox entry: {exc}", text)
+        return entries
+
+    def check_in(self) -> None:
+        """Say this relay is alive (its relaying list is its own) for ``ALIVE_TTL`` seconds."""
+        k = self.rt.keys
+        pipe = self.rt.redis.pipeline(transaction=False)
+        pipe.sadd(k.relays(), self.relay)
+        pipe.expire(k.relays(), ALIVE_TTL * 4)  # gone once every relay is
+        pipe.set(k.relay_alive(self.relay), "1", ex=ALIVE_TTL)
+        pipe.execute()
+
+    def check_out(self) -> None:
+        """A clean stop: nothing held (a failed publish's entries go back), nothing left."""
+        k = self.rt.keys
+        self.rt.script("RELAY_RETURN")(keys=[k.outbox(), k.relaying(self.relay)], args=[])
+        pipe = self.rt.redis.pipeline(transaction=False)
+        pipe.srem(k.relays(), self.relay)
+        pipe.delete(k.relay_alive(self.relay))
+        pipe.execute()
+
+    def return_dead(self) -> int:
+        """Put the entries of relays that stopped checking in back on the outbox; how many."""
+        k, r = self.rt.keys, self.rt.redis
+        names = sorted(r.smembers(k.relays()))
+        if not names:
+            return 0
+        pipe = r.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(k.relay_alive(name))
+        back = 0
+        for name, alive in zip(names, pipe.execute(), strict=True):
+            if alive:
+                continue
+            back += int(
+                self.rt.script("RELAY_RETURN")(keys=[k.outbox(), k.relaying(name)], args=[])
+            )
+            r.srem(k.relays(), name)
+        if back:
+            log.warning("outbox relay: %d entries of a dead relay put back on the outbox", back)
+        return back
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def install(rt: Runtime) -> None:
+    """With a separate broker, start a relay in each worker's main process once it is ready;
+    stop it on shutdown (what it holds goes back to the outbox once its key expires)."""
+    if not rt.settings.separate_broker:
+        return
+    started: list[Relay] = []
+
+    def start(sender: Any = None, **_: Any) -> None:
+        hostname = getattr(sender, "hostname", None) or "worker"
+        relay = Relay(rt, f"{hostname}:{uuid.uuid4().hex[:8]}")
+        started.append(relay)
+        relay.start()
+
+    def stop(**_: Any) -> None:
+        for relay in started:
+            relay.stop()
+        for relay in started:
+            relay.join(timeout=BLOCK + 2)
+
+    signals.worker_ready.connect(start, weak=False)
+    signals.worker_shutdown.connect(stop, weak=False)

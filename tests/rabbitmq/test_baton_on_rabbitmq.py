@@ -1,0 +1,150 @@
+"""Baton with RabbitMQ as its broker and Redis as its state store (``BATON_BROKER_URL``).
+
+Every message goes through the outbox in Redis and a relay publishes it (``tasks.relay``):
+the shipped examples give the same results and events as in-process, a worker killed with -9
+mid-run and a broker killed with -9 and restarted lose and repeat nothing, and a relay that
+dies holding entries has them put back and published by another."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.celery_app import create_app
+from app.client import Client
+from config import Settings
+from tasks.relay import ALIVE_TTL
+from tests.harness import TEST_IMPORTS, RedisServer, Worker, eventually, worker_env
+from tests.integration.test_examples_both_runtimes import (
+    CASES,
+    UNORDERED,
+    _plain,
+    run_distributed,
+    run_inprocess,
+)
+from tests.rabbit import RabbitServer
+
+pytestmark = pytest.mark.integration
+QUEUES = ["baton", "tools", "analysis", "itest", "llm"]
+
+
+@pytest.fixture(scope="module")
+def state(rabbit_dir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(rabbit_dir / f"state-{uuid.uuid4().hex[:6]}")
+    server.dir.mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def prefix() -> str:
+    return f"rmq{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def rabbit_client(rabbit: RabbitServer, state: RedisServer, prefix: str) -> Client:
+    settings = Settings(
+        redis_url=state.url, broker_url=rabbit.url, key_prefix=prefix, imports=TEST_IMPORTS
+    )
+    return Client(runtime=create_app(settings)[1])
+
+
+def _env(rabbit: RabbitServer, state: RedisServer, testdir: Path, prefix: str) -> dict[str, str]:
+    return worker_env(
+        state.url,
+        testdir,
+        BATON_BROKER_URL=rabbit.url,
+        BATON_KEY_PREFIX=prefix,
+        BATON_MAX_TIME_LIMIT=5,
+        BATON_VISIBILITY_TIMEOUT=8,
+    )
+
+
+@pytest.fixture(scope="module")
+def rabbit_baton_workers(
+    rabbit: RabbitServer, state: RedisServer, rabbit_dir: Path, prefix: str
+) -> Iterator[Worker]:
+    worker = Worker(_env(rabbit, state, rabbit_dir, prefix), QUEUES, concurrency=4)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.mark.parametrize(("name", "kwargs", "answer"), CASES, ids=[c[0] for c in CASES])
+def test_examples_give_the_in_process_results_and_events_on_rabbitmq(
+    rabbit_client: Client,
+    rabbit_baton_workers: Worker,
+    name: str,
+    kwargs: dict[str, Any],
+    answer: bool,
+) -> None:
+    local_result, local_events = run_inprocess(name, kwargs, answer)
+    remote_result, remote_events = run_distributed(rabbit_client, name, kwargs, answer)
+    assert _plain(remote_result) == _plain(local_result)
+    if name in UNORDERED:
+        assert Counter(remote_events) == Counter(local_events)
+    else:
+        assert remote_events == local_events
+    rt = rabbit_client.runtime
+    assert rt.redis.llen(rt.keys.outbox()) == 0  # every message went through the relay
+    assert not rt.redis.exists(rt.keys.queue("baton"))  # and none onto a Redis queue list
+
+
+def test_a_relay_that_dies_holding_entries_has_them_published_by_another(
+    rabbit_client: Client, rabbit_baton_workers: Worker
+) -> None:
+    rt = rabbit_client.runtime
+    # a run submitted while no relay takes its message: move the entry onto a dead relay's
+    # list, as a relay killed between taking and publishing it leaves it
+    rabbit_baton_workers.stop()
+    try:
+        handle = rabbit_client.submit("Outer", x=3)
+        dead = rt.keys.relaying("dead-relay")
+        moved = rt.redis.lmove(rt.keys.outbox(), dead, "RIGHT", "LEFT")
+        assert moved is not None and rt.redis.llen(rt.keys.outbox()) == 0
+        rt.redis.sadd(rt.keys.relays(), "dead-relay")  # checked in once, never again
+    finally:
+        rabbit_baton_workers.start()
+    expected = run_inprocess("Outer", {"x": 3}, False)[0]
+    assert _plain(handle.result(timeout=ALIVE_TTL + 30)) == _plain(expected)
+    assert not rt.redis.exists(dead)
+
+
+def test_a_worker_killed_mid_run_and_a_broker_restart_lose_and_repeat_nothing(
+    rabbit: RabbitServer,
+    state: RedisServer,
+    rabbit_dir: Path,
+    prefix: str,
+    rabbit_client: Client,
+    rabbit_baton_workers: Worker,
+) -> None:
+    topics = [f"t{i}" for i in range(6)]
+    handles = {t: rabbit_client.submit("Research", topic=t, n_docs=5) for t in topics}
+    doomed = Worker(_env(rabbit, state, rabbit_dir, prefix), QUEUES, concurrency=2).start()
+    assert doomed.proc is not None
+    os.killpg(doomed.proc.pid, signal.SIGKILL)  # whatever it had taken comes back
+    doomed.stop()
+    rabbit.kill()
+    later = [f"u{i}" for i in range(4)]  # submitted while the broker is down: they wait
+    handles |= {t: rabbit_client.submit("Research", topic=t, n_docs=5) for t in later}
+    rabbit.restart()
+    for topic, handle in handles.items():
+        expected = run_inprocess("Research", {"topic": topic, "n_docs": 5}, False)[0]
+        assert _plain(handle.result(timeout=120)) == _plain(expected)
+    for handle in handles.values():  # every step invocation completed exactly once
+        completed = Counter(
+            s.inv
+            for s in handle.spans()
+            if s.kind.value == "step" and s.outcome.value == "completed"
+        )
+        assert completed and set(completed.values()) == {1}, completed
+    rt = rabbit_client.runtime
+    eventually(lambda: rt.redis.llen(rt.keys.outbox()) == 0, timeout=10, what="outbox empty")
