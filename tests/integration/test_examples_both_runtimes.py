@@ -59,6 +59,13 @@ def run_distributed(
 def test_example_gives_identical_results_and_events_in_both_runtimes(
     client: Client, workers: Worker, name: str, kwargs: dict[str, Any], answer: bool
 ) -> None:
+    assert_same_as_in_process(client, name, kwargs, answer)
+
+
+def assert_same_as_in_process(
+    client: Client, name: str, kwargs: dict[str, Any], answer: bool
+) -> None:
+    """The distributed run on ``client`` gives the in-process result and events."""
     local_result, local_events = run_inprocess(name, kwargs, answer)
     remote_result, remote_events = run_distributed(client, name, kwargs, answer)
     assert _plain(remote_result) == _plain(local_result)

@@ -24,9 +24,8 @@ from tasks.relay import ALIVE_TTL
 from tests.harness import TEST_IMPORTS, RedisServer, Worker, eventually, worker_env
 from tests.integration.test_examples_both_runtimes import (
     CASES,
-    UNORDERED,
     _plain,
-    run_distributed,
+    assert_same_as_in_process,
     run_inprocess,
 )
 from tests.rabbit import RabbitServer
@@ -86,13 +85,7 @@ def test_examples_give_the_in_process_results_and_events_on_rabbitmq(
     kwargs: dict[str, Any],
     answer: bool,
 ) -> None:
-    local_result, local_events = run_inprocess(name, kwargs, answer)
-    remote_result, remote_events = run_distributed(rabbit_client, name, kwargs, answer)
-    assert _plain(remote_result) == _plain(local_result)
-    if name in UNORDERED:
-        assert Counter(remote_events) == Counter(local_events)
-    else:
-        assert remote_events == local_events
+    assert_same_as_in_process(rabbit_client, name, kwargs, answer)
     rt = rabbit_client.runtime
     assert rt.redis.llen(rt.keys.outbox()) == 0  # every message went through the relay
     assert not rt.redis.exists(rt.keys.queue("baton"))  # and none onto a Redis queue list
