@@ -5,6 +5,11 @@
 Each side gets one worker of the same pool and concurrency, run one after the other.
 
     .venv/bin/python -m benchmarks.bench_distributed [--hops 100] [--width 1000] [--repeat 3]
+        [--broker redis|rabbitmq]
+
+``--broker rabbitmq`` starts a private RabbitMQ node as both sides' broker (Baton's messages
+then pass its outbox and relay, ``BATON_BROKER_URL``); Redis stays the state store and the raw
+side's result backend.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 from celery import chain, group
 
 from tests.harness import RedisServer, Worker, worker_env
+from tests.rabbit import RabbitServer
 
 
 def _time(fn: Any, repeat: int) -> list[float]:
@@ -32,10 +38,14 @@ def _time(fn: Any, repeat: int) -> list[float]:
     return out
 
 
-def bench_raw(url: str, hops: list[int], width: int, repeat: int) -> dict[str, Any]:
+def bench_raw(
+    url: str, hops: list[int], width: int, repeat: int, broker: str | None = None
+) -> dict[str, Any]:
     import os
 
     os.environ["BATON_REDIS_URL"] = url
+    if broker:
+        os.environ["BATON_BROKER_URL"] = broker
     from benchmarks.raw_celery import noop
 
     def run_chain(n: int) -> None:
@@ -50,12 +60,14 @@ def bench_raw(url: str, hops: list[int], width: int, repeat: int) -> dict[str, A
     return {"chain": chains, "group": _time(run_group, repeat)}
 
 
-def bench_baton(url: str, hops: list[int], width: int, repeat: int) -> dict[str, Any]:
+def bench_baton(
+    url: str, hops: list[int], width: int, repeat: int, broker: str | None = None
+) -> dict[str, Any]:
     from app.celery_app import create_app
     from app.client import Client
     from config import Settings
 
-    settings = Settings(redis_url=url, imports=["benchmarks.flows"])
+    settings = Settings(redis_url=url, broker_url=broker, imports=["benchmarks.flows"])
     _, runtime = create_app(settings)
     client = Client(runtime=runtime)
 
@@ -77,23 +89,33 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="baton-bench-"))
     (tmp / "redis").mkdir()
     # AOF on, fsync once a second: Redis's default durability, what a deployment runs
     server = RedisServer(tmp / "redis", appendfsync="everysec")
     server.start()
-    env = worker_env(server.url, tmp, BATON_IMPORTS='["benchmarks.flows"]')
+    rabbit = None
+    if args.broker == "rabbitmq":
+        (tmp / "rabbit").mkdir()
+        rabbit = RabbitServer(tmp / "rabbit")
+        rabbit.start()
+    broker = None if rabbit is None else rabbit.url
+    extra = {} if broker is None else {"BATON_BROKER_URL": broker}
+    env = worker_env(server.url, tmp, BATON_IMPORTS='["benchmarks.flows"]', **extra)
     results: dict[str, Any] = {}
     try:
         raw_worker = Worker(env, ["raw"], args.concurrency, name="raw@bench")
         raw_worker.start_app = "benchmarks.raw_celery:raw_app"
         with _running(raw_worker):
-            results["raw"] = bench_raw(server.url, args.hops, args.width, args.repeat)
+            results["raw"] = bench_raw(server.url, args.hops, args.width, args.repeat, broker)
         with _running(Worker(env, ["bench"], args.concurrency, name="baton@bench")):
-            results["baton"] = bench_baton(server.url, args.hops, args.width, args.repeat)
+            results["baton"] = bench_baton(server.url, args.hops, args.width, args.repeat, broker)
     finally:
         server.stop()
+        if rabbit is not None:
+            rabbit.stop()
     print(json.dumps(summarize(results, args.hops, args.width), indent=2))
     if args.out:
         args.out.write_text(

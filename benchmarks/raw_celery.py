@@ -9,7 +9,10 @@ from celery import Celery
 from app.celery_app import celery_config
 from config import Settings
 
-_settings = Settings(redis_url=os.environ.get("BATON_REDIS_URL", "redis://localhost:6379/0"))
+_settings = Settings(
+    redis_url=os.environ.get("BATON_REDIS_URL", "redis://localhost:6379/0"),
+    broker_url=os.environ.get("BATON_BROKER_URL") or None,
+)
 raw_app = Celery("raw")
 _conf = celery_config(_settings)
 _transport = _conf["broker_transport_options"]

@@ -22,7 +22,7 @@ from tests.api_server import Dashboard
 from tests.browser.conftest import screenshot
 from workflows import StepFailedError
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration]
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.long]
 
 TIMEOUT_MS = 30_000
 

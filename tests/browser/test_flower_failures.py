@@ -19,7 +19,7 @@ from tests.browser.conftest import Flower, screenshot
 from tests.harness import eventually
 from workflows import StepFailedError
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration]
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.long]
 
 TIMEOUT_MS = 30_000
 

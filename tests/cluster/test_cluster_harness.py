@@ -15,7 +15,7 @@ from redis.exceptions import ClusterCrossSlotError, RedisClusterException, Respo
 from tests.harness import eventually
 from tests.redis_cluster import LocalRedisCluster, parse_nodes
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 TWO_KEYS = """
 redis.call('SET', KEYS[1], ARGV[1])

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "llama_client_compat_script.py"
 VENV = Path(os.environ.get("BATON_LLAMA_AGENTS_VENV", "/tmp/baton-llama-agents-venv"))
 PINS = ("llama-agents-client==0.4.1", "llama-index-workflows==2.26.1")
-pytestmark = pytest.mark.usefixtures("workers")
+pytestmark = [pytest.mark.usefixtures("workers"), pytest.mark.long]
 
 
 def llama_python() -> Path:

@@ -19,7 +19,7 @@ from app.stack import STATE_FILE, LocalStack, StackError, StackState
 from config import Settings
 from tests.harness import ROOT, ProcessDied, eventually, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 EXPORT = re.compile(r"export BATON_REDIS_URL=(redis://:(\w+)@127\.0\.0\.1:(\d+)/0)")
 
 

@@ -22,6 +22,8 @@ from tests.rabbit import RabbitServer
 from tests.rabbitmq.conftest import StartRabbitWorker
 from tests.rabbitmq.rabbit_tasks import make_app, task_queue
 
+pytestmark = pytest.mark.long  # the broker's own guarantees: bash scripts/long.sh
+
 
 def publish_task(producer: Producer, queue: Queue, task: str, args: list[Any]) -> str:
     """Publish a ready-framed Celery protocol-2 JSON message, persistent, as Celery would."""
