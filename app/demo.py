@@ -19,6 +19,7 @@ from rich.pretty import Pretty
 from app.client import Client, RunHandle
 from app.stack import LocalStack
 from config import get_settings
+from examples.celery_shop import demo as shop_demo
 from examples.demo import approve, run_inprocess
 from workflows import InputRequiredEvent, StopEvent
 
@@ -59,6 +60,8 @@ def run_distributed(console: Console) -> None:
     console.rule("[bold]Baton examples, distributed")
     console.print(f"Starting one worker per queue on {where} ...")
     started = time.monotonic()
+    # the workers also serve the Celery interop example (examples.celery_shop)
+    settings = settings.model_copy(update={"imports": [*settings.imports, shop_demo.SHOP_IMPORT]})
     with LocalStack(settings, flower=False) as stack:
         console.print(f"  ready in {time.monotonic() - started:.1f}s: {', '.join(stack.procs)}")
         client = Client(stack.settings)
@@ -67,6 +70,7 @@ def run_distributed(console: Console) -> None:
             handle = client.submit(name, **kwargs)
             console.print(f"  run {handle.run_id}")
             show_run(console, handle, answer)
+        shop_demo.run(console, client, stack.env, stack.workdir)
     console.print("[bold]Stopped everything the demo started.")
 
 

@@ -14,6 +14,7 @@ the one full record of the attempt (with its traceback) stays Baton's own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from celery.exceptions import Retry
 
@@ -36,6 +37,19 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.text.rstrip()}\n"""'
+
+
+# How every Baton task is declared to Celery (the step and tool tasks, the interop tasks).
+TASK_OPTIONS: dict[str, Any] = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "typing": False,
+    "bind": True,
+    # an attempt that raised is told to Celery as AttemptFailed (``tell_celery``): expected,
+    # so Celery logs one line; Baton's own record of the attempt carries the traceback
+    "throws": (AttemptFailed,),
+}
 
 
 @dataclass(frozen=True, slots=True)

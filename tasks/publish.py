@@ -43,26 +43,38 @@ class Publisher:
         """The list to push onto and what to push: a queue list and the JSON envelope kombu's
         Redis transport expects, or the outbox and an outbox entry."""
         tm = self._task(m)
+        return self.wrap(m.queue, m.task_id, tm.body, tm.headers, tm.properties)
+
+    def wrap(
+        self,
+        queue: str,
+        task_id: str,
+        body: Any,
+        headers: dict[str, Any],
+        properties: dict[str, Any],
+    ) -> tuple[str, str]:
+        """Celery's protocol-2 message (``as_task_v2``'s body, headers and properties) as what
+        to push where: kombu's Redis envelope on the queue list, or an outbox entry."""
         if self.outbox is not None:
-            entry = OutboxEntry(m.queue, m.task_id, tm.body, tm.headers, tm.properties)
+            entry = OutboxEntry(queue, task_id, body, headers, properties)
             return self.outbox, entry.to_json()
-        body = json.dumps(tm.body, separators=(",", ":")).encode()
-        properties: dict[str, Any] = {
-            **tm.properties,
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        props: dict[str, Any] = {
+            **properties,
             "delivery_mode": 2,
             "priority": 0,
             "body_encoding": "base64",
             "delivery_tag": str(uuid.uuid4()),
-            "delivery_info": {"exchange": m.queue, "routing_key": m.queue},
+            "delivery_info": {"exchange": queue, "routing_key": queue},
         }
         envelope = {
-            "body": base64.b64encode(body).decode(),
+            "body": base64.b64encode(raw).decode(),
             "content-encoding": "utf-8",
             "content-type": "application/json",
-            "headers": tm.headers,
-            "properties": properties,
+            "headers": headers,
+            "properties": props,
         }
-        return f"{self.key_prefix}{m.queue}", json.dumps(envelope, separators=(",", ":"))
+        return f"{self.key_prefix}{queue}", json.dumps(envelope, separators=(",", ":"))
 
     def _task(self, m: Message) -> Any:
         """Celery's protocol-2 task message (headers, properties, body) for ``m``."""

@@ -16,7 +16,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from kombu import Exchange, Queue
 
 from tasks import deadletters, runs
-from tasks.attempts import Attempt, AttemptFailed, internal_failure, tell_celery
+from tasks.attempts import TASK_OPTIONS, Attempt, AttemptFailed, internal_failure, tell_celery
+from tasks.interop import register_interop
 from tasks.placement import step_task_name, tool_task_name
 from tasks.protocol import StepArgs, ToolArgs, Where, compact
 from tasks.runtime import Runtime
@@ -29,17 +30,6 @@ from workflows.tools import all_tools
 from workflows.workflow import runnable_workflows
 
 log = logging.getLogger("baton.worker")
-
-TASK_OPTIONS: dict[str, Any] = {
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "ignore_result": True,
-    "typing": False,
-    "bind": True,
-    # an attempt that raised is told to Celery as AttemptFailed (see tasks.attempts): expected,
-    # so Celery logs one line; Baton's own record of the attempt carries the traceback
-    "throws": (AttemptFailed,),
-}
 
 
 def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
@@ -56,10 +46,13 @@ def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
             _register(app, name, _step_task(rt, wf.name, step_name), None, limit)
             routes[name] = placement.step_queue(wf, step_name)
     for spec in all_tools().values():
+        if spec.remote is not None:  # its calls are its Celery task's messages (tasks.interop)
+            continue
         name = tool_task_name(spec.name)
         soft, hard = placement.tool_limits(spec)
         _register(app, name, _tool_task(rt, spec.name), soft, hard)
         routes[name] = placement.tool_queue(spec)
+    routes.update(register_interop(app, rt))
     app.conf.task_routes = {name: {"queue": queue} for name, queue in routes.items()}
     queues = sorted({*rt.topology.queues, *routes.values()})
     # One direct exchange per queue, named like it, on both sides: routing never depends on

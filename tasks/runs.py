@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from tasks import canvas_end
 from tasks.batch import Batch
 from tasks.protocol import (
     CallAddress,
@@ -72,10 +73,13 @@ def create_run(
     idempotency_key: str | None = None,
     pipe: Any = None,
     store: dict[str, str] | None = None,
+    fields: dict[str, str] | None = None,
 ) -> tuple[str, bool]:
     """Write a new run and send its first steps; returns (run id, created).
 
     ``store``: the store the run starts with (key -> JSON), an earlier run's to continue it.
+    ``fields``: more fields of the run hash (``canvas``: the Celery canvas a run continues,
+    ``tasks.interop_canvas``).
 
     Given ``pipe``, the writes join the caller's round trip (a child run created by a step).
     Otherwise it is a submit (:func:`submit_writes`): all or nothing within the submit timeout;
@@ -99,6 +103,8 @@ def create_run(
     writes.sadd(k.live(), run_id)
     if store:
         writes.hset(k.store(run_id), mapping=store)
+    if fields:
+        writes.hset(k.run(run_id), mapping=fields)
     if parent is not None:
         writes.sadd(k.children(parent.run), run_id)
     rt.send(messages, writes)
@@ -270,12 +276,16 @@ def _expire(rt: Runtime, run_id: str) -> None:
     """Expire a finished run's keys and drop its waiters from the root run (none can be
     answered any more; a stale one would swallow an event meant for a live step)."""
     r, k = rt.redis, rt.keys
-    root = r.hget(k.run(run_id), "root") or run_id
+    root, canvas = r.hmget(k.run(run_id), ["root", "canvas"])
+    root = root or run_id
+    # a run that is a step of a Celery canvas continues it (same read: no cost for others)
+    settled = not canvas or canvas_end.continue_canvas(rt, run_id, canvas)
     stale = [f for f in r.hkeys(k.waiters(root)) if f.startswith(f"{run_id}|")]
     pipe = r.pipeline(transaction=False)
     if stale:
         pipe.hdel(k.waiters(root), *stale)
     for key in k.run_keys(run_id):
         pipe.expire(key, rt.settings.retention_seconds)
-    pipe.srem(k.live(), run_id)  # last: until then the reaper settles it again
+    if settled:
+        pipe.srem(k.live(), run_id)  # last: until then the reaper settles it again
     pipe.execute()

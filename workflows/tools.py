@@ -47,6 +47,19 @@ class ToolContext:
     tool: str
 
 
+@dataclass(frozen=True)
+class RemoteTask:
+    """A tool backed by an existing Celery task (``app.interop.tool_from_task``): called
+    distributed, the task's own message goes to its own queue. ``key_kwarg``: the keyword the
+    call id is passed as (an idempotency key the task opted into), if any; ``app``: the task's
+    Celery app, opaque here (``workflows`` never imports Celery)."""
+
+    task: str
+    queue: str
+    key_kwarg: str | None
+    app: Any
+
+
 @dataclass
 class ToolSpec:
     """A registered tool."""
@@ -64,6 +77,7 @@ class ToolSpec:
     rate_key: RateKey | None = None
     concurrency: int | None = None
     concurrency_key: RateKey | None = None
+    remote: RemoteTask | None = None  # a Celery task's, when built by ``tool_from_task``
 
     def concurrency_of(self, args: dict[str, Any]) -> str:
         """The concurrency limit's key for a call: ``concurrency_key`` of its validated

@@ -45,7 +45,7 @@ class Payment(HumanResponseEvent):
     by: str
 
 
-class Checkout(Workflow):
+class CartCheckout(Workflow):
     @step
     async def reserve(self, ctx: Context, ev: CheckoutInput) -> Reserved:
         await ctx.store.set("order.item", ev.item)

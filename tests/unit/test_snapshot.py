@@ -21,7 +21,7 @@ from examples.approval import (
 from workflows import Event, InputRequiredEvent, InvalidInputError, RunCancelledError, Workflow
 from workflows.codec import encode_event
 
-from .pausing import Checkout, Payment, PaymentRequested
+from .pausing import CartCheckout, Payment, PaymentRequested
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,11 +104,11 @@ def test_resumed_run_replays_its_journal_without_repeating_completed_tool_calls(
 ) -> None:
     effects = tmp_path / "effects.log"
     monkeypatch.setenv("UNIT_EFFECTS_FILE", str(effects))
-    snapshot = asyncio.run(snapshot_when_waiting(Checkout(), item="book"))
+    snapshot = asyncio.run(snapshot_when_waiting(CartCheckout(), item="book"))
     assert encode_event(PaymentRequested(reservation="R-book")) in snapshot["log"]
     before = effects.read_text().splitlines()
     assert before == [f"book {os.getpid()}", f"receipt {os.getpid()}"]
-    result = resume_elsewhere(Checkout, snapshot, Payment(paid=True, by="dave"), tmp_path)
+    result = resume_elsewhere(CartCheckout, snapshot, Payment(paid=True, by="dave"), tmp_path)
     assert result == {
         "item": "book",
         "reservation": "R-book",
@@ -137,7 +137,7 @@ def test_a_snapshot_of_another_workflow_is_refused() -> None:
     snapshot = asyncio.run(snapshot_when_waiting(ExpenseApproval(), claimant="ada", amount=1.0))
 
     async def resume() -> None:
-        Checkout.resume(snapshot)
+        CartCheckout.resume(snapshot)
 
-    with pytest.raises(InvalidInputError, match="snapshot is of ExpenseApproval, not Checkout"):
+    with pytest.raises(InvalidInputError, match="snapshot is of ExpenseApproval, not CartCheckout"):
         asyncio.run(resume())
