@@ -63,8 +63,9 @@ def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
 
 def _register(app: Celery, name: str, fn: Any, soft: float | None, hard: float) -> None:
     """A task whose time limits are this process's (what its visibility timeout covers), not
-    whatever the sender's settings said."""
-    options = {**TASK_OPTIONS, "soft_time_limit": soft, "time_limit": hard}
+    whatever the sender's settings said. Not shared: another Celery app of the process (a
+    plain app's, Celery interop) must not take Baton's tasks in when it is finalized."""
+    options = {**TASK_OPTIONS, "soft_time_limit": soft, "time_limit": hard, "shared": False}
     app.task(name=name, **options)(fn)  # type: ignore[no-untyped-call]
 
 

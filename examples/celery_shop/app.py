@@ -19,10 +19,15 @@ shop = Celery("shop", include=["examples.celery_shop.tasks"])
 
 
 def configure(
-    broker: str, prefix: str, backend: str | None = None, visibility: float = 660
+    broker: str,
+    prefix: str,
+    backend: str | None = None,
+    visibility: float = 660,
+    app: Celery = shop,
 ) -> None:
-    """Point the shop at a broker and result backend (the environment does it at import)."""
-    shop.conf.update(
+    """Point the shop (or another app sending its tasks by name) at a broker and result
+    backend; the environment does it for the shop at import."""
+    app.conf.update(
         broker_url=broker,
         result_backend=backend or broker,
         broker_transport_options={"global_keyprefix": prefix, "visibility_timeout": visibility},

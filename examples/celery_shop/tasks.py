@@ -37,7 +37,8 @@ class UnknownItem(Exception):
 
 
 def _ledger() -> Any:
-    return redis.Redis.from_url(shop.conf.broker_url, decode_responses=True)
+    # the shop keeps its books in its result backend's Redis (its broker may be RabbitMQ)
+    return redis.Redis.from_url(shop.conf.result_backend, decode_responses=True)
 
 
 @shop.task(name="shop.fetch_order")
