@@ -47,6 +47,18 @@ class Settings(BaseSettings):
         description="a separate broker for task messages (amqp:// RabbitMQ, or another "
         "redis://); unset: the state Redis is the broker too (the fastest path)",
     )
+    quorum_queues: bool = Field(
+        default=False,
+        description="with a RabbitMQ broker: declare Baton's queues as quorum queues (replicated; "
+        "a message delivered more than BATON_DELIVERY_LIMIT times is dead-lettered to "
+        "<prefix>.dead instead of killing workers forever)",
+    )
+    delivery_limit: int = Field(
+        default=8,
+        gt=0,
+        description="deliveries of one message a quorum queue allows (above Baton's own limit of "
+        "5, which fails the run as data first)",
+    )
     key_prefix: str = Field(default="baton", pattern=r"^[A-Za-z0-9_.-]+$")
     redis_max_connections: int = Field(
         default=1000,

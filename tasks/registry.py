@@ -57,8 +57,27 @@ def register_tasks(app: Celery, rt: Runtime) -> dict[str, str]:
     queues = sorted({*rt.topology.queues, *routes.values()})
     # One direct exchange per queue, named like it, on both sides: routing never depends on
     # which default exchange a producer or a worker happened to assume.
-    app.conf.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q) for q in queues]
+    arguments = queue_arguments(rt)
+    app.conf.task_queues = [
+        Queue(q, Exchange(q, type="direct"), routing_key=q, queue_arguments=arguments)
+        for q in queues
+    ]
     return routes
+
+
+def queue_arguments(rt: Runtime) -> dict[str, Any] | None:
+    """RabbitMQ quorum queues when asked for (``BATON_QUORUM_QUEUES``): replicated, and a
+    message delivered more than the limit (each kill of its worker counts) is dead-lettered to
+    ``<prefix>.dead`` rather than dropped or delivered forever. Celery then turns its global QoS
+    off by itself (``worker_detect_quorum_queues``), which quorum queues refuse."""
+    s = rt.settings
+    if not (s.quorum_queues and s.broker.startswith("amqp")):
+        return None
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": s.delivery_limit,
+        "x-dead-letter-exchange": f"{s.key_prefix}.dead",
+    }
 
 
 def _register(app: Celery, name: str, fn: Any, soft: float | None, hard: float) -> None:
@@ -139,3 +158,13 @@ def internal_error(what: str, exc: BaseException) -> ErrorInfo:
         retryable=False,
         details={"traceback": "".join(traceback.format_exception(exc))[-4000:]},
     )
+
+
+def dead_letter_queue(rt: Runtime) -> Queue | None:
+    """Where quorum queues dead-letter (``queue_arguments``): a durable queue of its own on a
+    fanout exchange, declared by every worker at start (read it with ``rabbitmqctl``, or any
+    AMQP client)."""
+    if queue_arguments(rt) is None:
+        return None
+    name = f"{rt.settings.key_prefix}.dead"
+    return Queue(name, Exchange(name, type="fanout", durable=True), durable=True)

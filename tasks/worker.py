@@ -6,7 +6,11 @@ patches nothing and connects no signal.
 
 from __future__ import annotations
 
-from tasks import deadletters, guards, heartbeat, reaper, relay, time_limits, timers
+from typing import Any
+
+from celery import signals
+
+from tasks import deadletters, guards, heartbeat, reaper, registry, relay, time_limits, timers
 from tasks.runtime import Runtime
 
 
@@ -25,3 +29,17 @@ def install_worker(rt: Runtime) -> None:
     timers.install(rt)
     heartbeat.install(rt)
     relay.install(rt)
+    _declare_dead_letters(rt)
+
+
+def _declare_dead_letters(rt: Runtime) -> None:
+    """With quorum queues, declare their dead-letter queue once the worker is ready."""
+    queue = registry.dead_letter_queue(rt)
+    if queue is None:
+        return
+
+    def declare(**_: Any) -> None:
+        with rt.app.connection_for_write() as conn:
+            queue(conn.default_channel).declare()
+
+    signals.worker_ready.connect(declare, weak=False)

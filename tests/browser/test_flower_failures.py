@@ -15,7 +15,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from app.client import Client
-from tests.browser.conftest import Flower, screenshot
+from tests.browser.conftest import screenshot
+from tests.flower import Flower
 from tests.harness import eventually
 from workflows import StepFailedError
 

@@ -21,6 +21,7 @@ from app.celery_app import create_app
 from app.client import Client
 from config import Settings
 from tasks.relay import ALIVE_TTL
+from tests.flower import Flower
 from tests.harness import TEST_IMPORTS, RedisServer, Worker, eventually, worker_env
 from tests.integration.test_examples_both_runtimes import (
     CASES,
@@ -141,3 +142,63 @@ def test_a_worker_killed_mid_run_and_a_broker_restart_lose_and_repeat_nothing(
         assert completed and set(completed.values()) == {1}, completed
     rt = rabbit_client.runtime
     eventually(lambda: rt.redis.llen(rt.keys.outbox()) == 0, timeout=10, what="outbox empty")
+
+
+def test_quorum_queues_serve_baton_and_dead_letter_to_a_queue_of_their_own(
+    rabbit: RabbitServer, state: RedisServer, rabbit_dir: Path
+) -> None:
+    vhost = f"q{uuid.uuid4().hex[:6]}"  # quorum and classic queues of one name cannot coexist
+    rabbit.ctl("add_vhost", vhost)
+    rabbit.ctl("set_permissions", "-p", vhost, rabbit.user, ".*", ".*", ".*")
+    broker = rabbit.url.removesuffix("//") + f"/{vhost}"
+    prefix = f"rq{uuid.uuid4().hex[:6]}"
+    env = _env(rabbit, state, rabbit_dir, prefix)
+    env.update(BATON_BROKER_URL=broker, BATON_QUORUM_QUEUES="true")
+    worker = Worker(env, QUEUES, concurrency=2).start()
+    try:
+        settings = Settings(
+            redis_url=state.url,
+            broker_url=broker,
+            key_prefix=prefix,
+            imports=TEST_IMPORTS,
+            quorum_queues=True,
+        )
+        client = Client(runtime=create_app(settings)[1])
+        for name, kwargs, answer in CASES[:4]:
+            assert_same_as_in_process(client, name, kwargs, answer)
+        listed = rabbit.ctl("list_queues", "-p", vhost, "name", "type", "arguments")
+        types = dict(line.split("\t")[:2] for line in listed.splitlines() if "\t" in line)
+        assert types["baton"] == "quorum" and types["tools"] == "quorum", listed
+        assert f"{prefix}.dead" in types, listed  # declared by the worker, to dead-letter to
+    finally:
+        worker.stop()
+
+
+def test_flower_shows_the_steps_of_a_run_on_rabbitmq(
+    rabbit: RabbitServer,
+    state: RedisServer,
+    rabbit_dir: Path,
+    prefix: str,
+    rabbit_client: Client,
+    rabbit_baton_workers: Worker,
+) -> None:
+    env = _env(rabbit, state, rabbit_dir, prefix)
+    flower = Flower(env, rabbit_dir / f"flower-{uuid.uuid4().hex[:6]}.log").start()
+    try:
+        eventually(  # Flower knows only the tasks whose events it received
+            lambda: flower.api("/api/workers?status=1").get(rabbit_baton_workers.name),
+            timeout=40,
+            interval=0.2,
+            what="Flower sees the worker",
+        )
+        handle = rabbit_client.submit("Outer", x=3)
+        handle.result(timeout=30)
+
+        def seen() -> set[str]:
+            tasks = flower.api("/api/tasks?state=SUCCESS").values()
+            return {str(t["name"]) for t in tasks if handle.run_id in str(t)}
+
+        names = eventually(seen, timeout=20, what="the run's tasks in Flower")
+        assert "Outer.start" in names, names
+    finally:
+        flower.stop()
