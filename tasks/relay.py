@@ -95,6 +95,7 @@ class Relay(threading.Thread):
         self.publisher = BrokerPublisher(rt.app)
         self.stopped = threading.Event()
         self.published = 0
+        self.holding = True  # its list may hold entries (at start: a relay of the same name)
 
     def run(self) -> None:
         failing = False
@@ -125,19 +126,21 @@ class Relay(threading.Thread):
         ``block`` seconds for one); returns how many were published."""
         k, r = self.rt.keys, self.rt.redis
         mine = k.relaying(self.relay)
-        held = list(reversed(r.lrange(mine, 0, -1)))  # left by a failed publish: oldest first
+        # what a failed round left on this relay's list (oldest first): read only then
+        held = list(reversed(r.lrange(mine, 0, -1))) if self.holding else []
         if not held:
+            self.holding = True  # from here until the DEL, the list may hold entries
             if block is not None:
                 first = r.blmove(k.outbox(), mine, block, "RIGHT", "LEFT")
                 if first is None:
+                    self.holding = False
                     return 0
                 held = [first]
-            more = self.rt.script("RELAY_TAKE")(keys=[k.outbox(), mine], args=[self.batch])
-            held += list(more)
-        if not held:
-            return 0
-        self.publisher.publish(self._entries(held))
-        r.delete(mine)
+            held += list(self.rt.script("RELAY_TAKE")(keys=[k.outbox(), mine], args=[self.batch]))
+        if held:
+            self.publisher.publish(self._entries(held))
+            r.delete(mine)
+        self.holding = False
         self.published += len(held)
         return len(held)
 
