@@ -144,6 +144,11 @@ def _flow(rt: Runtime) -> list[Gauge]:
             [({}, float(flow.timers_overdue))],
         ),
         Gauge(
+            "baton_outbox_pending",
+            "Messages written for a separate broker and not yet published by a relay.",
+            [({}, float(flow.outbox))],
+        ),
+        Gauge(
             "baton_limit_permits_held",
             "Permits held per concurrency limit (tool:NAME:KEY or step:NAME:KEY).",
             [({"limit": n}, float(v)) for n, v in flow.holders.items()],

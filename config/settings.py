@@ -11,6 +11,7 @@ import typing
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     Field,
@@ -56,8 +57,9 @@ class Settings(BaseSettings):
     delivery_limit: int = Field(
         default=8,
         gt=0,
-        description="deliveries of one message a quorum queue allows (above Baton's own limit of "
-        "5, which fails the run as data first)",
+        description="deliveries of one message a quorum queue allows; above Baton's own limit "
+        "of 5 (which fails the run as data) so that Baton's limit acts first wherever it "
+        "counts (a worker whose main process dies before the task starts is counted only here)",
     )
     key_prefix: str = Field(default="baton", pattern=r"^[A-Za-z0-9_.-]+$")
     redis_max_connections: int = Field(
@@ -143,9 +145,9 @@ class Settings(BaseSettings):
     @classmethod
     def _broker_scheme(cls, value: str | None) -> str | None:
         schemes = ("redis://", "rediss://", "unix://", "amqp://", "amqps://")
-        if value is not None and not value.startswith(schemes):
+        if value and not value.startswith(schemes):
             raise ValueError(f"scheme {value.partition(':')[0]!r}")
-        return value or None
+        return value or None  # set but empty: no separate broker
 
     @field_validator("imports", "api_cors_origins", mode="before")
     @classmethod
@@ -186,7 +188,7 @@ class Settings(BaseSettings):
     def separate_broker(self) -> bool:
         """Whether task messages go through a broker other than the state Redis: then every
         message passes the outbox (``tasks.relay``) instead of being pushed with the state."""
-        return self.broker_url is not None and self.broker_url != self.store_url
+        return self.broker_url is not None and not _same_redis(self.broker_url, self.store_url)
 
     @property
     def broker(self) -> str:
@@ -197,6 +199,18 @@ class Settings(BaseSettings):
     def visibility_timeout(self) -> int:
         """Longer than any time limit, so a running late-ack task is never redelivered."""
         return self.visibility_timeout_override or int(self.max_time_limit) + 60
+
+
+def _same_redis(a: str, b: str) -> bool:
+    """Whether two URLs name the same Redis database (``redis://h`` is ``redis://h:6379/0``)."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    if not (pa.scheme.startswith(("redis", "unix")) and pa.scheme == pb.scheme):
+        return False
+
+    def where(p: SplitResult) -> tuple[str, int, str]:
+        return (p.hostname or "localhost", p.port or 6379, p.path.strip("/") or "0")
+
+    return where(pa) == where(pb)
 
 
 @lru_cache(maxsize=1)

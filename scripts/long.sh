@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The long acceptance tests the default run leaves out (marker ``long``): the browser tests of
-# Flower and the dashboard, the llama-agents-client compatibility run, `baton up` twice, and
-# the RabbitMQ and Redis Cluster harnesses' own tests. Same checks as scripts/test.sh.
+# Flower and the dashboard, the llama-agents-client compatibility run, `baton up` twice, the
+# demo, a killed worker's registry expiry, a reaper backlog, and the RabbitMQ and Redis
+# Cluster harnesses' own tests. Same checks as scripts/test.sh.
 # Usage: bash scripts/long.sh [pytest args...]
 set -euo pipefail
 exec bash "$(dirname "${BASH_SOURCE[0]}")/test.sh" -m long "$@"

@@ -13,10 +13,11 @@ the one full record of the attempt (with its traceback) stays Baton's own.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from celery.exceptions import Retry
+from celery.exceptions import Reject, Retry
 
 from tasks.protocol import Span, SpanOutcome
 
@@ -84,3 +85,20 @@ def tell_celery(attempt: Attempt | None) -> None:
 def internal_failure(what: str, task_id: str, exc: BaseException) -> AttemptFailed:
     """Baton's own code failed on this message (the run already failed as data)."""
     return AttemptFailed(f"{what}[{task_id}]: Baton could not run it: {type(exc).__name__}: {exc}")
+
+
+STORE_AWAY_PAUSE = 1.0  # seconds a delivery waits before it goes back to a separate broker
+
+
+def store_away(exc: BaseException, separate_broker: bool) -> BaseException:
+    """What a task raises when the state Redis failed under it, before it wrote anything.
+
+    With Redis as the broker, the error itself: the ack cannot reach Redis either, so kombu
+    restores the message (and the reaper knows it is in flight). With a separate broker the
+    ack would succeed and the message would be gone while its in-flight record says it waits
+    in the broker: it is rejected back onto its queue instead, after a pause (no hot loop
+    while Redis is away)."""
+    if not separate_broker:
+        return exc
+    time.sleep(STORE_AWAY_PAUSE)
+    return Reject(f"the state store is away: {exc}", requeue=True)

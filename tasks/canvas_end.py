@@ -30,6 +30,7 @@ from workflows.errors import ErrorInfo
 
 log = logging.getLogger("baton.interop")
 SENT_FIELD = "canvas_sent"
+CLAIM_SECONDS = 60  # how long one process may take to continue a canvas before another may
 
 
 class RunFailed(Exception):
@@ -46,6 +47,11 @@ def continue_canvas(rt: Runtime, run_id: str, raw_link: str) -> bool:
     )
     if sent or status in (None, RunStatus.RUNNING):
         return True
+    # one continuer at a time (a worker's run end, the reaper, a cancel): the others keep the
+    # run live and find it sent on a later sweep; a continuer that died frees it in a minute
+    claim = k.canvas_claim(run_id)
+    if not rt.redis.set(claim, "1", nx=True, ex=CLAIM_SECONDS):
+        return False
     try:
         link = CanvasLink.from_json(raw_link)
         app = app_named(link.app)
@@ -61,8 +67,12 @@ def continue_canvas(rt: Runtime, run_id: str, raw_link: str) -> bool:
             )
     except Exception:
         log.exception("run %s: could not continue its Celery canvas (retried)", run_id)
+        rt.redis.delete(claim)
         return False
-    rt.redis.hset(k.run(run_id), SENT_FIELD, "1")
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.hset(k.run(run_id), SENT_FIELD, "1")
+    pipe.expire(claim, rt.settings.retention_seconds)  # kept: a late continuer finds it taken
+    pipe.execute()
     return True
 
 

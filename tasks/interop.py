@@ -9,6 +9,8 @@ use registers four idle tasks and no sender, so its hops are unchanged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -16,7 +18,7 @@ import redis
 from celery import Celery
 
 from tasks import interop_tools
-from tasks.attempts import TASK_OPTIONS, AttemptFailed
+from tasks.attempts import TASK_OPTIONS, AttemptFailed, store_away
 from tasks.interop_apps import register_app
 from tasks.interop_canvas import RUN_TASK, start_run
 from tasks.interop_tools import broker_mismatch
@@ -56,23 +58,35 @@ def register_interop(app: Celery, rt: Runtime) -> dict[str, str]:
 
 def _answer(rt: Runtime) -> Any:
     def answer(task: Any, result: Any, ticket: Any) -> None:
-        interop_tools.answered(rt, result, ticket, str(task.request.origin or ""))
+        with _store_guard(rt):
+            interop_tools.answered(rt, result, ticket, str(task.request.origin or ""))
 
     return answer
 
 
 def _answer_error(rt: Runtime) -> Any:
     def answer_error(task: Any, task_id: str, ticket: Any) -> None:
-        interop_tools.failed(rt, task_id, ticket, str(task.request.origin or ""))
+        with _store_guard(rt):
+            interop_tools.failed(rt, task_id, ticket, str(task.request.origin or ""))
 
     return answer_error
 
 
 def _timeout(rt: Runtime) -> Any:
     def tool_timeout(task: Any, ticket: Any) -> None:
-        interop_tools.timed_out(rt, ticket)
+        with _store_guard(rt):
+            interop_tools.timed_out(rt, ticket)
 
     return tool_timeout
+
+
+@contextmanager
+def _store_guard(rt: Runtime) -> Iterator[None]:
+    """An answer that found the store away must come back, not be acked away."""
+    try:
+        yield
+    except (redis.RedisError, StoreUnavailableError) as exc:
+        raise store_away(exc, rt.settings.separate_broker) from exc
 
 
 def _run(rt: Runtime) -> Any:
@@ -87,8 +101,8 @@ def _run(rt: Runtime) -> Any:
     ) -> str:
         try:
             run_id = start_run(rt, task.request, previous, workflow, start, input_field, app)
-        except (redis.RedisError, StoreUnavailableError):
-            raise  # the store is away: the message comes back
+        except (redis.RedisError, StoreUnavailableError) as exc:  # it must come back
+            raise store_away(exc, rt.settings.separate_broker) from exc
         except BatonError as exc:  # the canvas was failed with it: Flower shows why
             raise AttemptFailed(f"{RUN_TASK}[{task.request.id}]: {exc}") from exc
         return f"run {run_id} started"

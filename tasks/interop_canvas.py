@@ -36,21 +36,27 @@ def start_run(
     """Create the run for the canvas step ``request`` (a Celery request) and detach the rest
     of the canvas from it; a bad input fails the canvas at once. Returns the run id."""
     link = CanvasLink.of_request(app, request)
-    for name in ("chain", "callbacks", "errbacks", "chord"):
-        setattr(request, name, None)  # Celery's tracer continues nothing: the run's end does
     try:
         event = start_event(workflow, previous, start or {}, input_field)
         run_id, _ = runs.create_run(
             rt, workflow, link.task_id, event, fields={CANVAS_FIELD: link.to_json()}
         )
     except StoreUnavailableError:
-        raise  # Redis is away: the message comes back, nothing was written
+        raise  # Redis is away: nothing was written, and the canvas stays on the message
     except BatonError as exc:
+        _detach(request)
         info = exc.to_info()
         error = canvas_end.RunFailed(f"{workflow} could not start: {info.type}: {info.message}")
         canvas_end.fail(app_named(link.app), link, error, info)
         raise
+    _detach(request)  # only once the run (which holds the canvas now) is written
     return run_id
+
+
+def _detach(request: Any) -> None:
+    """Celery's tracer continues nothing after this task: the run's end does, or has."""
+    for name in ("chain", "callbacks", "errbacks", "chord"):
+        setattr(request, name, None)
 
 
 def start_event(

@@ -119,6 +119,10 @@ class Keys:
         """Hash on a root run: steps (of it or its children) waiting for an external event."""
         return f"{self.prefix}:run:{run_id}:waiters"
 
+    def canvas_claim(self, run_id: str) -> str:
+        """String: the process continuing a run's Celery canvas (``tasks.canvas_end``)."""
+        return f"{self.prefix}:run:{run_id}:canvas"
+
     def children(self, run_id: str) -> str:
         """Set: child run ids (cancelled with the parent)."""
         return f"{self.prefix}:run:{run_id}:children"

@@ -349,6 +349,7 @@ class FlowCounts:
     timers_overdue: int  # of those, due more than ``OVERDUE`` seconds ago (pumps behind)
     holders: dict[str, int]  # concurrency limit (``tool:key``) -> permits held
     waiting: dict[str, int]  # concurrency limit -> calls waiting for a permit
+    outbox: int = 0  # messages not yet published to a separate broker (``tasks.relay``)
 
 
 OVERDUE = 1.0  # seconds past due after which a timer counts as overdue
@@ -358,14 +359,15 @@ def flow_counts(rt: Runtime) -> FlowCounts:
     """The timer set's size and overdue part, and every concurrency limit in use: two round
     trips (the limits in use are named by their index)."""
     k = rt.keys
-    now = rt.server_time()
     with store_errors():
-        pending, overdue, bases = _pipelined(
+        now = rt.server_time()
+        pending, overdue, bases, outbox = _pipelined(
             rt,
             [
                 ("zcard", k.timers()),
                 ("zcount", k.timers(), "-inf", now - OVERDUE),
                 ("hkeys", k.concurrency_index()),
+                ("llen", k.outbox()),
             ],
         )
         calls: list[tuple[Any, ...]] = []
@@ -378,6 +380,7 @@ def flow_counts(rt: Runtime) -> FlowCounts:
         int(overdue),
         {n: int(h) for n, h in zip(names, sizes[::2], strict=True)},
         {n: int(w) for n, w in zip(names, sizes[1::2], strict=True)},
+        int(outbox),
     )
 
 

@@ -195,25 +195,41 @@ def _present(rt: Runtime, records: list[Inflight], candidates: list[Inflight]) -
     for c in records:
         by_queue.setdefault(c.queue, set()).add(c.task_id)
     found: set[str] = set()
-    if rt.settings.separate_broker:
-        # a separate broker's queues cannot be read here, and lose no message they confirmed
-        # (the outbox and the relays' lists hold the rest, ``tasks.relay``): only a started
-        # task past any time it could run (it died without coming back) may be lost
+    amqp = rt.settings.broker.startswith("amqp")
+    if amqp:
+        # RabbitMQ's queues cannot be read here, and lose no message they confirmed (the
+        # outbox and the relays' lists hold the rest, ``tasks.relay``; a delivery that found
+        # Redis away is rejected back, ``attempts.store_away``): only a started task past any
+        # time it could run (it died without coming back) may be lost
         found = {c.task_id for c in candidates if not c.started}
+    broker = rt.broker_redis  # a Redis broker's lists: the state's own, or a separate one's
     for queue in sorted({c.queue for c in candidates if c.task_id not in found}):
-        waiting = _in_list(rt.redis, rt.keys.queue(queue), by_queue[queue])
+        waiting = set() if amqp else _in_list(broker, rt.keys.queue(queue), by_queue[queue])
         if waiting:  # a backlog older than a visibility timeout: worth an operator's look
             log.info("queue %s: %d message(s) waiting, not lost", queue, len(waiting))
         found |= waiting
     missing = {c.task_id for c in candidates} - found
-    if missing and not rt.settings.separate_broker:
-        found |= _in_unacked(rt.redis, rt.keys.unacked(), missing)
+    if missing and not amqp:
+        found |= _in_unacked(broker, rt.keys.unacked(), missing)
+    missing -= found
+    if missing and rt.settings.separate_broker:  # not yet published: still in the outbox
+        found |= _in_outbox(rt, missing)
     missing -= found
     if missing:  # held by a timer no pump released yet (every worker was down past its due)
         found |= _in_timers(rt.redis, rt.keys.timers(), missing)
     missing -= found
     if missing:  # waiting for a concurrency limit's permit (``TAKE``): not lost
         found |= _in_waiting(rt.redis, rt.keys.concurrency_index(), missing)
+    return found
+
+
+def _in_outbox(rt: Runtime, wanted: set[str]) -> set[str]:
+    """The ``wanted`` ids in the outbox or a relay's list (``tasks.relay``)."""
+    found = _in_list(rt.redis, rt.keys.outbox(), wanted)
+    for name in sorted(rt.redis.smembers(rt.keys.relays())):
+        if len(found) == len(wanted):
+            break
+        found |= _in_list(rt.redis, rt.keys.relaying(name), wanted - found)
     return found
 
 

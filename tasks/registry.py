@@ -16,7 +16,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from kombu import Exchange, Queue
 
 from tasks import deadletters, runs
-from tasks.attempts import TASK_OPTIONS, Attempt, AttemptFailed, internal_failure, tell_celery
+from tasks.attempts import (
+    TASK_OPTIONS,
+    Attempt,
+    AttemptFailed,
+    internal_failure,
+    store_away,
+    tell_celery,
+)
 from tasks.interop import register_interop
 from tasks.placement import step_task_name, tool_task_name
 from tasks.protocol import StepArgs, ToolArgs, Where, compact
@@ -111,8 +118,8 @@ def _step_task(rt: Runtime, workflow: str, step: str) -> Any:
         except SoftTimeLimitExceeded as exc:  # the asyncio pool's limit (prefork: a hard kill)
             limit = limit_seconds(exc)
             ended = StepTask(rt, workflow, step, args, task_id, where).hard_timeout(limit)
-        except redis.RedisError:
-            raise  # the store is away: the message comes back (unacked restore, the reaper)
+        except redis.RedisError as exc:  # the store is away: the message must come back
+            raise store_away(exc, rt.settings.separate_broker) from exc
         except Exception as exc:  # Baton could not run the step: the run fails, as data
             log.exception("%s[%s]: could not run the step", name, task_id)
             runs.fail_run(rt, run_id, internal_error(f"step {name}", exc))
@@ -131,8 +138,8 @@ def _tool_task(rt: Runtime, tool: str) -> Any:
         task_id = task.request.id
         try:
             ended = run_tool(rt, tool, tool_args, task_id, where_of(task.request))
-        except redis.RedisError:
-            raise
+        except redis.RedisError as exc:  # the store is away: the message must come back
+            raise store_away(exc, rt.settings.separate_broker) from exc
         except Exception as exc:  # Baton could not run the call: the step gets the error
             log.exception("tool %s[%s]: could not run the call", tool, task_id)
             info = internal_error(f"tool {tool}", exc)

@@ -33,10 +33,10 @@ from typing import Any
 
 from celery import signals
 
-from tasks import deadletters
+from tasks import deadletters, runs
 from tasks.protocol import OutboxEntry
 from tasks.runtime import Runtime
-from workflows.errors import PayloadError
+from workflows.errors import ErrorInfo, PayloadError
 
 log = logging.getLogger("baton.relay")
 
@@ -44,6 +44,16 @@ BATCH = 200  # entries per publish round (one BLMOVE, one RELAY_TAKE, one DEL)
 BLOCK = 1.0  # seconds a relay blocks waiting for an entry before it checks in
 ALIVE_TTL = 15  # seconds a relay's liveness key outlives its last refresh
 SWEEP_EVERY = 5.0  # seconds between refreshes of the liveness key and sweeps for dead relays
+REFUSALS = 3  # times the broker may refuse one entry before it is dead-lettered
+PUBLISH_TIMEOUT = 10.0  # seconds one publish (and its confirm) may take
+
+
+class Refused(Exception):
+    """The broker refused one entry (not the connection: that entry, every time it is sent)."""
+
+    def __init__(self, entry: OutboxEntry, cause: BaseException) -> None:
+        super().__init__(f"broker refused task {entry.task_id} for queue {entry.queue}: {cause}")
+        self.entry = entry
 
 
 class BrokerPublisher:
@@ -57,23 +67,33 @@ class BrokerPublisher:
         self._declared: set[str] = set()
 
     def publish(self, entries: list[OutboxEntry]) -> None:
+        """Publish each, in order. A connection error propagates (all are tried again later);
+        one the broker refused on its own (a channel error: a queue declared otherwise, a
+        message too large) is raised as :class:`Refused`, naming the entry."""
         if self._producer is None:
             self._connection = self.app.connection_for_write()
             self._connection.ensure_connection(max_retries=1)
             self._producer = self.app.amqp.Producer(self._connection)
         for e in entries:
             queue = self.app.amqp.queues[e.queue]  # made as Celery makes a missing queue
-            self._producer.publish(
-                e.body,
-                exchange=queue.exchange,
-                routing_key=queue.routing_key,
-                serializer="json",
-                headers=e.headers,
-                declare=[] if e.queue in self._declared else [queue],
-                delivery_mode=2,
-                retry=False,  # the entries stay on the relaying list until a publish works
-                **e.properties,
-            )
+            try:
+                self._producer.publish(
+                    e.body,
+                    exchange=queue.exchange,
+                    routing_key=queue.routing_key,
+                    serializer="json",
+                    headers=e.headers,
+                    declare=[] if e.queue in self._declared else [queue],
+                    delivery_mode=2,
+                    retry=False,  # the entries stay on the relaying list until a publish works
+                    # a broker that stops answering (an alarm, a half-open connection) fails
+                    # the round instead of holding the relay forever
+                    timeout=PUBLISH_TIMEOUT,
+                    confirm_timeout=PUBLISH_TIMEOUT,
+                    **e.properties,
+                )
+            except self._connection.channel_errors as exc:
+                raise Refused(e, exc) from exc
             self._declared.add(e.queue)
 
     def close(self) -> None:
@@ -96,6 +116,7 @@ class Relay(threading.Thread):
         self.stopped = threading.Event()
         self.published = 0
         self.holding = True  # its list may hold entries (at start: a relay of the same name)
+        self.refusals: dict[str, int] = {}  # task id -> how often the broker refused it
 
     def run(self) -> None:
         failing = False
@@ -138,11 +159,34 @@ class Relay(threading.Thread):
                 held = [first]
             held += list(self.rt.script("RELAY_TAKE")(keys=[k.outbox(), mine], args=[self.batch]))
         if held:
-            self.publisher.publish(self._entries(held))
+            try:
+                self.publisher.publish(self._entries(held))
+            except Refused as refused:
+                self._refused(refused, held)
+                raise
             r.delete(mine)
         self.holding = False
         self.published += len(held)
         return len(held)
+
+    def _refused(self, refused: Refused, held: list[str]) -> None:
+        """An entry the broker refused ``REFUSALS`` times is taken off this relay's list and
+        kept as a dead letter, its run failed as data: it must not block the entries behind
+        it (the round is tried again, so those before it may go out twice: harmless)."""
+        e = refused.entry
+        self.refusals[e.task_id] = self.refusals.get(e.task_id, 0) + 1
+        if self.refusals[e.task_id] < REFUSALS:
+            return
+        del self.refusals[e.task_id]
+        raw = next((text for text in held if f'"id":"{e.task_id}"' in text), None)
+        if raw is not None:
+            self.rt.redis.lrem(self.rt.keys.relaying(self.relay), 1, raw)
+        deadletters.keep(self.rt, str(refused), raw or e.task_id)
+        run_id = _run_of(e)
+        if run_id:
+            info = ErrorInfo(type="BrokerRefused", message=str(refused))
+            runs.fail_run(self.rt, run_id, info)
+        log.error("outbox relay: %s; kept as a dead letter", refused)
 
     def _entries(self, raw: list[str]) -> list[OutboxEntry]:
         """The entries to publish; one that is not an outbox entry is kept as a dead letter."""
@@ -158,8 +202,7 @@ class Relay(threading.Thread):
         """Say this relay is alive (its relaying list is its own) for ``ALIVE_TTL`` seconds."""
         k = self.rt.keys
         pipe = self.rt.redis.pipeline(transaction=False)
-        pipe.sadd(k.relays(), self.relay)
-        pipe.expire(k.relays(), ALIVE_TTL * 4)  # gone once every relay is
+        pipe.sadd(k.relays(), self.relay)  # no expiry: a name leaves once its list is back
         pipe.set(k.relay_alive(self.relay), "1", ex=ALIVE_TTL)
         pipe.execute()
 
@@ -195,6 +238,16 @@ class Relay(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
+
+
+def _run_of(e: OutboxEntry) -> str | None:
+    """The run an entry's message belongs to: a plain task's names it in a header, Baton's own
+    tasks take it as their first argument."""
+    named = e.headers.get("baton_run")
+    if named:
+        return str(named)
+    args = e.body[0] if isinstance(e.body, list) and e.body else None
+    return str(args[0]) if isinstance(args, list) and args and isinstance(args[0], str) else None
 
 
 def install(rt: Runtime) -> None:

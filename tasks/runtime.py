@@ -47,6 +47,7 @@ class Runtime:
         self.publisher = Publisher(app, self.keys.broker_prefix(), outbox)
         self._redis: Any = None
         self._submit_redis: Any = None
+        self._broker_redis: Any = None
         self._pid = 0
         self._clock: tuple[float, float] = (0.0, -1e9)  # (server minus local seconds, measured at)
         self._scripts: dict[str, Any] = {}
@@ -57,10 +58,21 @@ class Runtime:
         """The process's Redis client (``Any``: redis-py's stubs don't model decoded replies)."""
         if self._redis is None or self._pid != os.getpid():
             self._redis = redis_client(self.settings.store_url, self.settings.redis_max_connections)
-            self._submit_redis = None
+            self._submit_redis = self._broker_redis = None
             self._pid = os.getpid()
             self._scripts = {}
         return self._redis
+
+    @property
+    def broker_redis(self) -> Any:
+        """The Redis holding the queue lists (kombu's Redis transport): the state's own, or a
+        separate ``redis://`` broker's (the reaper reads its lists). Not for an AMQP broker."""
+        if not self.settings.separate_broker or self.settings.broker.startswith("amqp"):
+            return self.redis
+        if self._broker_redis is None or self._pid != os.getpid():
+            _ = self.redis  # resets per-process state after a fork
+            self._broker_redis = redis_client(self.settings.broker, 50)
+        return self._broker_redis
 
     @property
     def submit_redis(self) -> Any:

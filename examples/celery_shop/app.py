@@ -46,9 +46,10 @@ def configure(
 
 # next to Baton (the demo, a worker of ``baton up``) it falls back to Baton's own settings
 _env = os.environ.get
+_redis = _env("BATON_REDIS_URL") or "redis://127.0.0.1:6379/0"
 configure(
-    _env("SHOP_BROKER_URL") or _env("BATON_REDIS_URL") or "redis://127.0.0.1:6379/0",
+    _env("SHOP_BROKER_URL") or _env("BATON_BROKER_URL") or _redis,
     _env("SHOP_QUEUE_PREFIX") or f"{_env('BATON_KEY_PREFIX') or 'baton'}:q:",
-    _env("SHOP_RESULT_BACKEND") or None,
+    _env("SHOP_RESULT_BACKEND") or _redis,
     float(_env("SHOP_VISIBILITY_TIMEOUT") or _env("BATON_VISIBILITY_TIMEOUT") or 660),
 )

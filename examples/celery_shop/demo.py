@@ -48,7 +48,7 @@ def run(console: Console, client: Client, env: dict[str, str], workdir: Path) ->
     :data:`SHOP_IMPORT`; ``env`` is the stack's environment for a child process)."""
     console.rule("[bold]A plain Celery app (the shop) with Baton, both ways")
     settings = client.runtime.settings
-    configure(settings.store_url, f"{settings.key_prefix}:q:")
+    configure(settings.broker, f"{settings.key_prefix}:q:", backend=settings.store_url)
     proc = start_shop_worker(env, Path.cwd(), workdir / "shop-worker.log")
     try:
         handle = client.submit("Checkout", customer="alice", items=["apple", "pear"])

@@ -158,9 +158,10 @@ def excluded(rt: Runtime, key: str) -> bool:
         return True  # a live worker's reaper holds it while it sweeps (seconds, with a TTL)
     if (key == rt.keys.workers() or key.startswith(rt.keys.worker(""))) and ttl > 0:
         return True  # a live worker's registry record: renewed by its heartbeat, else expires
-    relays = (rt.keys.relays(), rt.keys.relay_alive(""))
-    if (key == relays[0] or key.startswith(relays[1])) and ttl > 0:
-        return True  # a live outbox relay's check-in (``tasks.relay``): renewed, else expires
+    if key == rt.keys.relays():
+        return True  # the outbox relays' names (``tasks.relay``): one per relay, swept when dead
+    if key.startswith(rt.keys.relay_alive("")) and ttl > 0:
+        return True  # a live outbox relay's check-in: renewed, else expires
     if key == rt.keys.metrics():
         return True  # the metrics counters: bounded by names x outcomes x buckets, and kept
     return key == rt.keys.dead_letters() and ttl > 0  # the dead-letter list, if it expires

@@ -216,6 +216,7 @@ def test_sigterm_lets_an_asyncio_worker_finish_what_it_has_in_flight(
         second.stop()
 
 
+@pytest.mark.long  # slow (a TTL, a backlog, a whole stack): bash scripts/long.sh
 def test_a_message_lost_by_the_broker_is_resent_by_an_asyncio_workers_reaper(
     redis_server: RedisServer, testdir: Path
 ) -> None:

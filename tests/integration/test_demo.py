@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.harness import ROOT
 
 
+@pytest.mark.long  # slow (a TTL, a backlog, a whole stack): bash scripts/long.sh
 def test_the_demo_runs_distributed_on_its_own_redis_and_workers_and_stops_them() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
     before = _stack_processes()

@@ -114,6 +114,7 @@ def _queued(rt: Runtime) -> int:
     return sum(int(r.llen(key)) for key in lists)
 
 
+@pytest.mark.long  # slow (a TTL, a backlog, a whole stack): bash scripts/long.sh
 def test_a_backlog_with_no_crash_is_never_resent(backlog: Backlog) -> None:
     # 40 runs x 4 calls of 0.1 s on one slot: the last calls wait ~20 s, several timeouts
     handles = [backlog.client.submit("NapGather", base=i) for i in range(40)]

@@ -76,6 +76,7 @@ def test_a_run_on_a_queue_no_worker_consumes_is_queued_and_says_so_until_one_sta
     assert handle.state() == RunState("completed")
 
 
+@pytest.mark.long  # slow (a TTL, a backlog, a whole stack): bash scripts/long.sh
 def test_a_worker_leaves_the_registry_on_stop_and_expires_from_it_when_killed(
     lonely: Client, redis_server: RedisServer, testdir: Path, started: list[Worker]
 ) -> None:

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kombu import Queue
 
 from app.celery_app import create_app
 from app.client import Client
 from config import Settings
+from tasks.protocol import OutboxEntry
 from tasks.relay import ALIVE_TTL
 from tests.flower import Flower
 from tests.harness import TEST_IMPORTS, RedisServer, Worker, eventually, worker_env
@@ -202,3 +204,29 @@ def test_flower_shows_the_steps_of_a_run_on_rabbitmq(
         assert "Outer.start" in names, names
     finally:
         flower.stop()
+
+
+def test_an_entry_the_broker_refuses_is_dead_lettered_and_blocks_nothing(
+    rabbit: RabbitServer, rabbit_client: Client, rabbit_baton_workers: Worker
+) -> None:
+    rt = rabbit_client.runtime
+    conflict = f"conflict-{uuid.uuid4().hex[:6]}"
+    with rt.app.connection_for_write() as conn:  # a queue of that name, declared otherwise
+        Queue(conflict, durable=True, queue_arguments={"x-queue-type": "quorum"})(
+            conn.default_channel
+        ).declare()
+    victim = rabbit_client.submit("Outer", x=1)
+    victim.result(timeout=30)
+    run_id = victim.run_id
+    rt.redis.hset(rt.keys.run(run_id), "status", "running")  # as if it still waited on it
+    entry = OutboxEntry(conflict, f"t-{uuid.uuid4().hex}", [[run_id, "i", {}, 1], {}, {}], {}, {})
+    rt.redis.lpush(rt.keys.outbox(), entry.to_json())
+    later = rabbit_client.submit("Outer", x=2)  # behind the refused entry
+    assert later.result(timeout=60) is not None
+    eventually(
+        lambda: any(entry.task_id in d for d in rt.redis.lrange(rt.keys.dead_letters(), 0, -1)),
+        timeout=30,
+        what="the refused entry kept as a dead letter",
+    )
+    assert rt.redis.hget(rt.keys.run(run_id), "status") == "failed"
+    assert "BrokerRefused" in (rt.redis.hget(rt.keys.run(run_id), "error") or "")
