@@ -55,6 +55,7 @@ from tasks.runtime import Runtime, now
 log = logging.getLogger("baton.reaper")
 
 PAGE = 1000  # queue items per LRANGE, and runs or records per pipeline
+BROKER_TRUST = 10  # visibility timeouts RabbitMQ is trusted to hold a message never started
 # a header key exactly "id" (not root_id/parent_id), with or without kombu's spaces
 _TASK_ID = re.compile(r'[{,]\s*"id"\s*:\s*"([^"]+)"')
 
@@ -114,10 +115,24 @@ def sweep(rt: Runtime, lost_after: float, suspects: Suspects) -> int:
     at = now()
     records = _live_inflight(rt, at, at - lost_after)
     candidates = [c for c in records if c.overdue]
-    present = _present(rt, records, candidates) if candidates else set()
+    trusted = _trusted(rt, candidates, at - lost_after * BROKER_TRUST)
+    unsure = [c for c in candidates if c.task_id not in trusted]
+    present = _present(rt, records, unsure) if unsure else set()
     _restamp(rt, [c for c in records if c.task_id in present], now())
-    lost = suspects.confirm([c for c in candidates if c.task_id not in present])
+    lost = suspects.confirm([c for c in candidates if c.task_id not in present | trusted])
     return _resend(rt, lost)
+
+
+def _trusted(rt: Runtime, candidates: list[Inflight], since: float) -> set[str]:
+    """RabbitMQ's queues cannot be read, and lose no message they confirmed: a message that
+    never started is taken to wait there, up to ``BROKER_TRUST`` visibility timeouts past its
+    due time (not restamped, so that bound holds). Past it, it counts as lost: a delivery Celery
+    acked without Baton seeing it (killed at its hard limit while Redis was frozen) comes back,
+    and a message that was only waiting that long is sent twice, which its task id makes a
+    no-op."""
+    if not rt.settings.broker.startswith("amqp"):
+        return set()
+    return {c.task_id for c in candidates if not c.started and c.due >= since}
 
 
 def _live_inflight(rt: Runtime, at: float, cutoff: float) -> list[Inflight]:
@@ -195,16 +210,10 @@ def _present(rt: Runtime, records: list[Inflight], candidates: list[Inflight]) -
     for c in records:
         by_queue.setdefault(c.queue, set()).add(c.task_id)
     found: set[str] = set()
-    amqp = rt.settings.broker.startswith("amqp")
-    if amqp:
-        # RabbitMQ's queues cannot be read here, and lose no message they confirmed (the
-        # outbox and the relays' lists hold the rest, ``tasks.relay``; a delivery that found
-        # Redis away is rejected back, ``attempts.store_away``): only a started task past any
-        # time it could run (it died without coming back) may be lost
-        found = {c.task_id for c in candidates if not c.started}
+    amqp = rt.settings.broker.startswith("amqp")  # its queues: ``_trusted``
     broker = rt.broker_redis  # a Redis broker's lists: the state's own, or a separate one's
-    for queue in sorted({c.queue for c in candidates if c.task_id not in found}):
-        waiting = set() if amqp else _in_list(broker, rt.keys.queue(queue), by_queue[queue])
+    for queue in sorted({c.queue for c in candidates} if not amqp else set()):
+        waiting = _in_list(broker, rt.keys.queue(queue), by_queue[queue])
         if waiting:  # a backlog older than a visibility timeout: worth an operator's look
             log.info("queue %s: %d message(s) waiting, not lost", queue, len(waiting))
         found |= waiting

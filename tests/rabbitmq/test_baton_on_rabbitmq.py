@@ -230,3 +230,26 @@ def test_an_entry_the_broker_refuses_is_dead_lettered_and_blocks_nothing(
     )
     assert rt.redis.hget(rt.keys.run(run_id), "status") == "failed"
     assert "BrokerRefused" in (rt.redis.hget(rt.keys.run(run_id), "error") or "")
+
+
+def test_deliveries_while_the_state_redis_is_down_come_back_from_rabbitmq(
+    state: RedisServer, rabbit_client: Client, rabbit_baton_workers: Worker
+) -> None:
+    """RabbitMQ keeps delivering while the state Redis is down: each delivery that cannot
+    reach Redis is rejected back onto its queue, not acked away (it would be lost: its
+    in-flight record says it waits in the broker), and every run completes once Redis is
+    back. (A Redis frozen past a step's time limit is that step's timeout instead.)"""
+    handles = [rabbit_client.submit("Research", topic=f"down{i}", n_docs=5) for i in range(3)]
+    state.stop(signal.SIGKILL)  # the same port and data (AOF) come back below
+    try:
+        eventually(
+            lambda: "the state store is away" in rabbit_baton_workers.log.read_text(),
+            timeout=40,
+            what="a delivery rejected back while Redis is down",
+        )
+    finally:
+        state.start()
+    for i, handle in enumerate(handles):
+        expected = run_inprocess("Research", {"topic": f"down{i}", "n_docs": 5}, False)[0]
+        # long before the reaper would take them for lost (10 visibility timeouts, 80 s)
+        assert _plain(handle.result(timeout=40)) == _plain(expected)
