@@ -127,6 +127,7 @@ def test_an_unknown_task_on_an_asyncio_queue_is_kept_as_a_dead_letter(
     )
 
 
+@pytest.mark.long  # slow (a whole worker killed, a timeout run out): scripts/long.sh
 def test_runs_complete_when_an_asyncio_worker_is_killed_with_calls_in_flight(
     redis_server: RedisServer, testdir: Path
 ) -> None:

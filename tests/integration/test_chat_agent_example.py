@@ -137,6 +137,7 @@ def test_a_context_saved_while_paused_in_process_is_refused_by_submit(
         client.submit(ChatAgent, message="x", context=data)
 
 
+@pytest.mark.long  # slow (a whole worker killed, a timeout run out): scripts/long.sh
 def test_submit_timeout_ends_a_run_left_waiting_for_approval(
     client: Client, workers: Worker
 ) -> None:
