@@ -11,6 +11,8 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -98,6 +100,32 @@ def guard_queue_items(rt: Runtime) -> None:
     loads.baton_guarded = True  # type: ignore[attr-defined]
     redis_transport.loads = loads
     redis_transport.Transport._deliver = deliver
+
+
+def lean_unacked_bookkeeping() -> None:
+    """kombu's Redis QoS records each taken message (``ZADD`` index + ``HSET`` payload) and
+    forgets it at the ack (``ZREM`` + ``HDEL``) in MULTI/EXEC pipelines: 4 of a hop's commands
+    are those wrappers. The pair is sent in one round trip either way; without MULTI another
+    client may run between the two, which is harmless (a visibility sweep only restores tags
+    older than the visibility timeout, and restoring a tag whose payload is missing just drops
+    it), and a Redis crash between them leaves at most an index entry without payload (dropped
+    by the next sweep) or a payload the index no longer names (an orphan field, never
+    delivered again: the message was acked). Restores keep their own transaction (``pipe`` is
+    given there)."""
+    qos: Any = kombu_redis.QoS
+    if getattr(qos.pipe_or_acquire, "baton_lean", False):
+        return
+
+    @contextmanager
+    def pipe_or_acquire(self: Any, pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        if pipe:
+            yield pipe
+        else:
+            with self.channel.conn_or_acquire(client) as conn:
+                yield conn.pipeline(transaction=False)
+
+    pipe_or_acquire.baton_lean = True  # type: ignore[attr-defined]
+    qos.pipe_or_acquire = pipe_or_acquire
 
 
 def guard_unacked_restore() -> None:

@@ -20,6 +20,7 @@ def install_worker(rt: Runtime) -> None:
     time limits the visibility timeout cannot cover and report hard kills as timeouts, and keep
     its record (queues, tasks) fresh in the worker registry; with a separate broker, relay the
     outbox to it."""
+    guards.lean_unacked_bookkeeping()
     guards.guard_unacked_restore()
     guards.guard_closed_channel_acks()
     guards.guard_queue_items(rt)
