@@ -3,9 +3,12 @@ survived, not fatal (each was seen killing a worker)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis
 from kombu.transport import redis as kombu_redis
 
 from tasks import guards
@@ -71,3 +74,21 @@ def test_a_well_formed_envelope_passes() -> None:
         "properties": {"delivery_tag": "t", "delivery_info": {}, "body_encoding": "base64"},
     }
     assert guards.envelope_problem(envelope) is None
+
+
+class _Channel:
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        yield redis.Redis()  # never connects: a pipeline is built, not sent
+
+
+def test_unacked_bookkeeping_pipelines_are_not_transactions_and_restores_keep_theirs() -> None:
+    guards.lean_unacked_bookkeeping()
+    guards.lean_unacked_bookkeeping()  # idempotent
+    qos: Any = object.__new__(kombu_redis.QoS)
+    qos.channel = _Channel()
+    with qos.pipe_or_acquire() as pipe:
+        assert pipe.transaction is False
+    given = object()  # a restore passes its own (transactional) pipeline: used as it is
+    with qos.pipe_or_acquire(given) as pipe:
+        assert pipe is given
