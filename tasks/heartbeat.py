@@ -20,6 +20,7 @@ from celery import signals
 from tasks.pool import AsyncioPool
 from tasks.protocol.workers import WorkerRecord
 from tasks.runtime import Runtime
+from tasks.worker_threads import run_while_worker_lives
 
 log = logging.getLogger("baton.worker")
 
@@ -95,7 +96,6 @@ def live_workers(rt: Runtime) -> list[WorkerRecord]:
 def install(rt: Runtime) -> None:
     """Beat from each worker's main process once it is ready; stop on shutdown."""
     facts: dict[str, Any] = {}
-    started: list[Heartbeat] = []
 
     def setup(sender: Any = None, instance: Any = None, **_: Any) -> None:
         if instance is None:
@@ -108,9 +108,9 @@ def install(rt: Runtime) -> None:
             tasks=tuple(sorted(t for t in instance.app.tasks if not t.startswith("celery."))),
         )
 
-    def start(**_: Any) -> None:
+    def make(_: Any) -> Heartbeat | None:
         if not facts:
-            return
+            return None
         record = WorkerRecord(
             pid=os.getpid(),
             started=time.time(),
@@ -118,14 +118,7 @@ def install(rt: Runtime) -> None:
             imports=tuple(rt.settings.imports),
             **facts,
         )
-        beat = Heartbeat(rt, record)
-        started.append(beat)
-        beat.start()
-
-    def stop(**_: Any) -> None:
-        for beat in started:
-            beat.stop()
+        return Heartbeat(rt, record)
 
     signals.celeryd_after_setup.connect(setup, weak=False)
-    signals.worker_ready.connect(start, weak=False)
-    signals.worker_shutdown.connect(stop, weak=False)
+    run_while_worker_lives(make)

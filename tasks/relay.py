@@ -31,11 +31,10 @@ import time
 import uuid
 from typing import Any
 
-from celery import signals
-
 from tasks import deadletters, runs
 from tasks.protocol import OutboxEntry
 from tasks.runtime import Runtime
+from tasks.worker_threads import run_while_worker_lives
 from workflows.errors import ErrorInfo, PayloadError
 
 log = logging.getLogger("baton.relay")
@@ -255,19 +254,9 @@ def install(rt: Runtime) -> None:
     stop it on shutdown (what it holds goes back to the outbox once its key expires)."""
     if not rt.settings.separate_broker:
         return
-    started: list[Relay] = []
 
-    def start(sender: Any = None, **_: Any) -> None:
+    def make(sender: Any) -> Relay:
         hostname = getattr(sender, "hostname", None) or "worker"
-        relay = Relay(rt, f"{hostname}:{uuid.uuid4().hex[:8]}")
-        started.append(relay)
-        relay.start()
+        return Relay(rt, f"{hostname}:{uuid.uuid4().hex[:8]}")
 
-    def stop(**_: Any) -> None:
-        for relay in started:
-            relay.stop()
-        for relay in started:
-            relay.join(timeout=BLOCK + 2)
-
-    signals.worker_ready.connect(start, weak=False)
-    signals.worker_shutdown.connect(stop, weak=False)
+    run_while_worker_lives(make, join=BLOCK + 2)

@@ -35,11 +35,10 @@ import threading
 import time
 from typing import Any
 
-from celery import signals
-
 from tasks import heartbeat
 from tasks.protocol import JournalEntry, TimerAnswer
 from tasks.runtime import Runtime
+from tasks.worker_threads import run_while_worker_lives
 
 log = logging.getLogger("baton.timers")
 
@@ -124,16 +123,4 @@ class TimerPump(threading.Thread):
 
 def install(rt: Runtime) -> None:
     """Start a timer pump in each worker's main process once it is ready; stop on shutdown."""
-    started: list[TimerPump] = []
-
-    def start(**_: Any) -> None:
-        pump = TimerPump(rt)
-        started.append(pump)
-        pump.start()
-
-    def stop(**_: Any) -> None:
-        for pump in started:
-            pump.stop()
-
-    signals.worker_ready.connect(start, weak=False)
-    signals.worker_shutdown.connect(stop, weak=False)
+    run_while_worker_lives(lambda _: TimerPump(rt))

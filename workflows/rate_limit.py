@@ -54,6 +54,30 @@ def parse_rate(text: str) -> RateLimit:
     return RateLimit(int(match.group(1)), UNITS[match.group(2)], text.strip())
 
 
+def check_limit_options(
+    rate_limit: str | None,
+    rate_key: object,
+    concurrency: int | None,
+    concurrency_key: object,
+    keyed_on: str,
+) -> RateLimit | None:
+    """The parsed rate limit of a ``@tool`` or ``@step``; a bad limit option is a one-line
+    ValueError when it is defined. ``keyed_on``: what the key functions take ("the arguments",
+    "the event")."""
+    rate = None if rate_limit is None else parse_rate(rate_limit)
+    if rate_key is not None and (rate is None or not callable(rate_key)):
+        raise ValueError(f"rate_key needs a rate_limit and must be a function of {keyed_on}")
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0
+    ):
+        raise ValueError(f"bad concurrency {concurrency!r}: expected a positive integer")
+    if concurrency_key is not None and (concurrency is None or not callable(concurrency_key)):
+        raise ValueError(
+            f"concurrency_key needs a concurrency and must be a function of {keyed_on}"
+        )
+    return rate
+
+
 # in-process slots: (tool, key) -> the earliest time (monotonic) the next call may start
 _NEXT: dict[tuple[str, str], float] = {}
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, overload
 
 from workflows.errors import WorkflowDefinitionError
 from workflows.events import Event, StopEvent
-from workflows.rate_limit import RateLimit, parse_rate
+from workflows.rate_limit import RateLimit, check_limit_options
 from workflows.resource import Resource, resource_params, resource_problems
 from workflows.retry import NO_RETRY, Retry, RetryPolicy, StepRetry, step_retry
 
@@ -149,7 +149,7 @@ def step(
     across every worker distributed and per process in-process (``docs/distributed.md``).
     """
     policy = retry if retry is not None else retry_policy
-    rate = _check_limits(rate_limit, rate_key, concurrency, concurrency_key)
+    rate = check_limit_options(rate_limit, rate_key, concurrency, concurrency_key, "the event")
 
     def mark(f: F) -> F:
         name = f.__qualname__.rsplit("<locals>.", 1)[-1]  # Flow.step, even in a function
@@ -180,26 +180,6 @@ def step(
         return f
 
     return mark(fn) if fn is not None else mark
-
-
-def _check_limits(
-    rate_limit: str | None,
-    rate_key: StepKey | None,
-    concurrency: int | None,
-    concurrency_key: StepKey | None,
-) -> RateLimit | None:
-    """The parsed rate limit; a bad limit option is a one-line ValueError at decoration (the
-    same rules and words as ``@tool``'s)."""
-    rate = None if rate_limit is None else parse_rate(rate_limit)
-    if rate_key is not None and (rate is None or not callable(rate_key)):
-        raise ValueError("rate_key needs a rate_limit and must be a function of the event")
-    if concurrency is not None and (
-        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0
-    ):
-        raise ValueError(f"bad concurrency {concurrency!r}: expected a positive integer")
-    if concurrency_key is not None and (concurrency is None or not callable(concurrency_key)):
-        raise ValueError("concurrency_key needs a concurrency and must be a function of the event")
-    return rate
 
 
 def _defined_in_class(fn: Callable[..., Any]) -> bool:

@@ -29,7 +29,7 @@ from workflows.errors import (
     WorkflowDefinitionError,
     error_from_info,
 )
-from workflows.rate_limit import RateKey, RateLimit, parse_rate, wait_turn
+from workflows.rate_limit import RateKey, RateLimit, check_limit_options, wait_turn
 from workflows.retry import NO_RETRY, Retry
 from workflows.step import Mode
 
@@ -231,17 +231,7 @@ def tool(
     per value of ``rate_key(args)`` when given (a function of the call's arguments).
     ``concurrency`` (a positive int) lets at most that many of its calls run at once across
     every worker, per value of ``concurrency_key(args)`` when given (distributed only)."""
-    rate = None if rate_limit is None else parse_rate(rate_limit)
-    if rate_key is not None and (rate is None or not callable(rate_key)):
-        raise ValueError("rate_key needs a rate_limit and must be a function of the arguments")
-    if concurrency is not None and (
-        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0
-    ):
-        raise ValueError(f"bad concurrency {concurrency!r}: expected a positive integer")
-    if concurrency_key is not None and (concurrency is None or not callable(concurrency_key)):
-        raise ValueError(
-            "concurrency_key needs a concurrency and must be a function of the arguments"
-        )
+    rate = check_limit_options(rate_limit, rate_key, concurrency, concurrency_key, "the arguments")
 
     def register(f: F) -> F:
         spec = _build(f, name or f.__name__, queue, timeout, retry or NO_RETRY, mode)
