@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +18,7 @@ from app.celery_app import create_app
 from app.schedules import Schedules
 from config import Settings, get_settings
 from tasks import inbox, queries, runs
+from tasks.keys import root_run_id
 from tasks.protocol import (
     END_KINDS,
     EVENT_KINDS,
@@ -275,7 +275,7 @@ class Client:
             lambda: runs.create_run(
                 self.runtime,
                 name,
-                uuid.uuid4().hex,
+                root_run_id(idempotency_key),
                 start,
                 deadline=deadline,
                 idempotency_key=idempotency_key,

@@ -29,6 +29,7 @@ from workflows.errors import ConfigurationError
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+CLUSTER_SCHEME = "redis+cluster"  # BATON_REDIS_URL of a Redis Cluster state store
 
 
 class Settings(BaseSettings):
@@ -40,13 +41,21 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         default=None,
-        description="Redis for broker, run state and events; unset: `baton up` "
+        description="Redis for broker, run state and events (redis+cluster://host:port: a Redis "
+        "Cluster for the state, beside a separate BATON_BROKER_URL); unset: `baton up` "
         "and the demo start a private redis-server.",
     )
     broker_url: str | None = Field(
         default=None,
         description="a separate broker for task messages (amqp:// RabbitMQ, or another "
         "redis://); unset: the state Redis is the broker too (the fastest path)",
+    )
+    state_buckets: int = Field(
+        default=16,
+        gt=0,
+        le=16384,
+        description="with a Redis Cluster state store: how many hash-tag buckets the run trees "
+        "and the indexes (live, runs, timers, outbox) spread over; a few per master",
     )
     quorum_queues: bool = Field(
         default=False,
@@ -137,7 +146,8 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+        schemes = ("redis://", "rediss://", "unix://", f"{CLUSTER_SCHEME}://")
+        if value is not None and not value.startswith(schemes):
             raise ValueError(f"scheme {value.partition(':')[0]!r}")
         return value
 
@@ -178,6 +188,26 @@ class Settings(BaseSettings):
                 f"({self.max_time_limit}), or running tasks would be delivered twice"
             )
         return self
+
+    @model_validator(mode="after")
+    def _cluster_needs_broker(self) -> Settings:
+        if self.cluster and not self.separate_broker:
+            raise ConfigurationError(
+                "BATON_REDIS_URL names a Redis Cluster: set BATON_BROKER_URL to a broker "
+                "(amqp://, or a redis:// that is not the cluster)"
+            )
+        return self
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the state store is a Redis Cluster (``redis+cluster://``): then every key of a
+        run tree carries its bucket's hash tag (``tasks.keys``)."""
+        return (self.redis_url or "").startswith(f"{CLUSTER_SCHEME}://")
+
+    @property
+    def buckets(self) -> int:
+        """Hash-tag buckets of the state's keys: 0 (no tags, today's layout) on one Redis."""
+        return self.state_buckets if self.cluster else 0
 
     @property
     def store_url(self) -> str:
@@ -222,7 +252,7 @@ def get_settings() -> Settings:
 # their values may hold a password (or are one): never echo
 _SECRET_FIELDS = {"redis_url", "broker_url", "flower_password", "api_token"}
 _FORMS = {
-    "redis_url": "a redis://, rediss:// or unix:// URL",
+    "redis_url": "a redis://, rediss://, unix:// or redis+cluster:// URL",
     "broker_url": "an amqp://, amqps://, redis://, rediss:// or unix:// URL",
     "imports": "module names, comma-separated (a,b) or a JSON list",
     "api_cors_origins": "origins, comma-separated (https://a,https://b) or a JSON list",

@@ -87,7 +87,10 @@ def live_workers(rt: Runtime) -> list[WorkerRecord]:
     names = rt.redis.zrangebyscore(k.workers(), at - TTL, "+inf")
     if not names:
         return []
-    raws = rt.redis.mget([k.worker(n) for n in names])
+    pipe = rt.redis.pipeline(transaction=False)  # not MGET: on a cluster the keys spread
+    for n in names:
+        pipe.get(k.worker(n))
+    raws = pipe.execute()
     return sorted(
         (WorkerRecord.from_json(raw) for raw in raws if raw is not None), key=lambda w: w.name
     )

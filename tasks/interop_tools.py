@@ -133,15 +133,18 @@ def push_call(rt: Runtime, spec: ToolSpec, pipe: Any, m: Message, delay: float =
         # past its timeout the attempt is answered (or retried) already: not worth starting
         expires=delay + time_limit(rt, spec),
     )
-    key, envelope = frame_task(rt.publisher, plain)
-    guard_key, guard = frame_task(rt.publisher, TaskMessage(TIMEOUT, queue, [ticket.dump()]))
+    bucket = rt.keys.bucket_of(a.run_id)  # the timers and outbox of the run's writes
+    key, envelope = frame_task(rt.publisher, plain, bucket)
+    guard = TaskMessage(TIMEOUT, queue, [ticket.dump()])
+    guard_key, guard_envelope = frame_task(rt.publisher, guard, bucket)
     server = rt.server_time()
+    timers = rt.keys.timers(bucket)
     if delay > 0:
-        pipe.zadd(rt.keys.timers(), {TimerEntry(key, envelope).dump(): server + delay})
+        pipe.zadd(timers, {TimerEntry(key, envelope).dump(): server + delay})
     else:
-        pipe.lpush(key, envelope)
+        pipe.lpush(key, envelope)  # the relays' bell: ``Runtime.send`` rings it
     due = server + delay + time_limit(rt, spec)
-    pipe.zadd(rt.keys.timers(), {TimerEntry(guard_key, guard).dump(): due})
+    pipe.zadd(timers, {TimerEntry(guard_key, guard_envelope).dump(): due})
 
 
 def answered(rt: Runtime, result: Any, data: Any, origin: str) -> None:

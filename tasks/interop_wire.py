@@ -48,10 +48,10 @@ def signature_dict(name: str, args: list[Any], queue: str) -> dict[str, Any]:
     }
 
 
-def frame_task(publisher: Publisher, m: TaskMessage) -> tuple[str, str]:
+def frame_task(publisher: Publisher, m: TaskMessage, bucket: int = 0) -> tuple[str, str]:
     """The list to push ``m`` onto and what to push (JSON, protocol 2), as the publisher frames
-    Baton's own: its queue list and kombu's envelope, or the outbox (a separate broker) and an
-    outbox entry."""
+    Baton's own: its queue list and kombu's envelope, or ``bucket``'s outbox (a separate
+    broker) and an outbox entry."""
     tm = publisher.app.amqp.as_task_v2(
         m.task_id,
         m.name,
@@ -64,4 +64,5 @@ def frame_task(publisher: Publisher, m: TaskMessage) -> tuple[str, str]:
         argsrepr=json.dumps(m.args)[:REPR_MAX],
         kwargsrepr=json.dumps(m.kwargs)[:REPR_MAX],
     )
-    return publisher.wrap(m.queue, m.task_id, tm.body, {**tm.headers, **m.headers}, tm.properties)
+    headers = {**tm.headers, **m.headers}
+    return publisher.wrap(m.queue, m.task_id, tm.body, headers, tm.properties, bucket)

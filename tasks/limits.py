@@ -88,21 +88,35 @@ def take_permit(
     ``message`` (a copy of the delivery's, with a new task id) was put in flight on the limit's
     waiting list, where no worker holds it, and this delivery (``holder``) was finished."""
     k = rt.keys
-    queue_key, envelope = rt.publisher.frame(message)
-    runs_now = rt.script("TAKE")(
-        keys=[k.concurrency_index(), k.inflight(message.run_id)],
-        args=[
-            k.concurrency(who.name, who.key, who.kind),
-            n,
-            repr(lease_s),
-            holder,
-            message.task_id,
-            InflightRecord(now(), message).to_json(),
-            queue_key,
-            envelope,
-        ],
-    )
-    return bool(int(runs_now))
+    at = k.concurrency_bucket(who.name, who.key, who.kind)
+    # the waiting copy goes out with the limit's writes: onto the limit's bucket's outbox
+    queue_key, envelope = rt.publisher.frame(message, at)
+    record = InflightRecord(now(), message).to_json()
+    args = [
+        k.concurrency(who.name, who.key, who.kind),
+        n,
+        repr(lease_s),
+        holder,
+        message.task_id,
+        record,
+        queue_key,
+        envelope,
+    ]
+    inflight = k.inflight(message.run_id)
+    if not k.buckets:  # one Redis: one atomic script
+        runs_now = rt.script("TAKE")(keys=[k.concurrency_index(), inflight], args=args)
+        return bool(int(runs_now))
+    # a cluster: the limit's slot is not the run's, so no script can write both. The copy is
+    # recorded in flight first (a message delivered without its record would be dropped as
+    # a duplicate), then TAKE decides on the limit's slot alone, then the record of the one
+    # that does not go on is deleted. A crash between leaves an extra record (the reaper
+    # resends it: a duplicate delivery, which finds its work done) or an unfinished delivery
+    # (redelivered: it asks again).
+    rt.redis.hset(inflight, message.task_id, record)
+    runs_now = int(rt.script("TAKE")(keys=[k.concurrency_index(at)], args=args))
+    rt.redis.hdel(inflight, message.task_id if runs_now else holder)
+    rt.ring(rt.redis, at)  # TAKE hands expired holders' permits on first
+    return bool(runs_now)
 
 
 def permit_wait_text(who: Limited, n: int) -> str:
@@ -113,7 +127,11 @@ def permit_wait_text(who: Limited, n: int) -> str:
 def give_permit(rt: Runtime, who: Limited, n: int, lease_s: float, holder: str) -> None:
     """Give ``holder``'s permit back, if it holds one (``GIVE`` also hands free permits to the
     oldest waiting deliveries). Not giving it back (a crash) costs a lease."""
-    rt.script("GIVE")(
-        keys=[rt.keys.concurrency_index()],
-        args=[rt.keys.concurrency(who.name, who.key, who.kind), n, repr(lease_s), holder],
+    k = rt.keys
+    at = k.concurrency_bucket(who.name, who.key, who.kind)
+    moved = rt.script("GIVE")(
+        keys=[k.concurrency_index(at)],
+        args=[k.concurrency(who.name, who.key, who.kind), n, repr(lease_s), holder],
     )
+    if int(moved):
+        rt.ring(rt.redis, at)

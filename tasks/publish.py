@@ -30,20 +30,29 @@ class Publisher:
     broker (``tasks.relay``). Callers (the Lua scripts included) cannot tell the difference:
     they get a key and a payload to push either way."""
 
-    def __init__(self, app: Celery, key_prefix: str, outbox: str | None = None) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        key_prefix: str,
+        outbox: Callable[[int], str] | None = None,
+        bucket_of: Callable[[str], int] = lambda _: 0,
+    ) -> None:
         self.app = app
         self.key_prefix = key_prefix
-        self.outbox = outbox
+        self.outbox = outbox  # a bucket's outbox key, with a separate broker
+        self.bucket_of = bucket_of  # a run's bucket (``Keys.bucket_of``)
         self.origin = "baton"
         # task name -> what sends its messages instead of ``frame`` (a task-backed tool's
         # call is the plain task's own message: ``tasks.interop_tools.push_call``)
         self.senders: dict[str, Callable[[Any, Message], None]] = {}
 
-    def frame(self, m: Message) -> tuple[str, str]:
+    def frame(self, m: Message, bucket: int | None = None) -> tuple[str, str]:
         """The list to push onto and what to push: a queue list and the JSON envelope kombu's
-        Redis transport expects, or the outbox and an outbox entry."""
+        Redis transport expects, or an outbox (its run's bucket's, unless ``bucket`` says
+        which: a limit's waiting messages go out with the limit's writes) and an entry."""
         tm = self._task(m)
-        return self.wrap(m.queue, m.task_id, tm.body, tm.headers, tm.properties)
+        at = self.bucket_of(m.run_id) if bucket is None else bucket
+        return self.wrap(m.queue, m.task_id, tm.body, tm.headers, tm.properties, at)
 
     def wrap(
         self,
@@ -52,12 +61,14 @@ class Publisher:
         body: Any,
         headers: dict[str, Any],
         properties: dict[str, Any],
+        bucket: int = 0,
     ) -> tuple[str, str]:
         """Celery's protocol-2 message (``as_task_v2``'s body, headers and properties) as what
-        to push where: kombu's Redis envelope on the queue list, or an outbox entry."""
+        to push where: kombu's Redis envelope on the queue list, or an outbox entry (onto
+        ``bucket``'s outbox)."""
         if self.outbox is not None:
             entry = OutboxEntry(queue, task_id, body, headers, properties)
-            return self.outbox, entry.to_json()
+            return self.outbox(bucket), entry.to_json()
         raw = json.dumps(body, separators=(",", ":")).encode()
         props: dict[str, Any] = {
             **properties,

@@ -8,6 +8,8 @@ only ever handle Baton errors. Records are the typed ones of :mod:`tasks.protoco
 
 from __future__ import annotations
 
+import heapq
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 import redis.asyncio
 
+from config.settings import CLUSTER_SCHEME
 from tasks import heartbeat
 from tasks.keys import Keys
 from tasks.protocol import (
@@ -93,7 +96,7 @@ def recent_runs(rt: Runtime, status: str | None = None, limit: int = 100) -> lis
     """Newest runs first, only those in ``status`` if given; expired ones are skipped."""
     k = rt.keys
     with store_errors():
-        ids = [str(i) for i in rt.redis.zrevrange(k.runs(), 0, max(limit * 10, DEFAULT_SCAN))]
+        ids = newest_run_ids(rt, max(limit * 10, DEFAULT_SCAN) + 1)
         states = _pipelined(rt, [("hget", k.run(i), "status") for i in ids])
         found = [(i, s) for i, s in zip(ids, states, strict=True) if s is not None]
         wanted = [i for i, s in found if status is None or s == status][:limit]
@@ -104,9 +107,20 @@ def recent_runs(rt: Runtime, status: str | None = None, limit: int = 100) -> lis
 def status_counts(rt: Runtime, sample: int) -> Counter[str]:
     """How many of the latest ``sample`` runs are in each status."""
     with store_errors():
-        ids = rt.redis.zrevrange(rt.keys.runs(), 0, max(sample, 1) - 1)
+        ids = newest_run_ids(rt, max(sample, 1))
         states = _pipelined(rt, [("hget", rt.keys.run(str(i)), "status") for i in ids])
     return Counter(str(s) for s in states if s is not None)
+
+
+def newest_run_ids(rt: Runtime, n: int) -> list[str]:
+    """The ``n`` newest run ids of the runs index, newest first (every bucket's, merged)."""
+    k = rt.keys
+    buckets = list(k.all_buckets())
+    if len(buckets) == 1:
+        return [str(i) for i in rt.redis.zrevrange(k.runs(), 0, n - 1)]
+    calls = [("zrevrange", k.runs(b), 0, n - 1, True) for b in buckets]  # with scores
+    pairs = [(float(score), str(run_id)) for got in _pipelined(rt, calls) for run_id, score in got]
+    return [run_id for _, run_id in heapq.nlargest(n, pairs)]
 
 
 def _pipelined(rt: Runtime, calls: list[tuple[Any, ...]]) -> list[Any]:
@@ -265,6 +279,17 @@ class AsyncLogReader:
 
     def __init__(self, rt: Runtime, max_connections: int | None = None) -> None:
         self._keys = rt.keys
+        url = rt.settings.store_url
+        self._redis: Any
+        if url.startswith(f"{CLUSTER_SCHEME}://"):
+            self._redis = redis.asyncio.RedisCluster.from_url(
+                "redis://" + url.removeprefix(f"{CLUSTER_SCHEME}://"),
+                max_connections=max_connections or rt.settings.redis_max_connections,
+                socket_timeout=10,
+                socket_connect_timeout=5,
+                decode_responses=True,
+            )
+            return
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             rt.settings.store_url,
             max_connections=max_connections or rt.settings.redis_max_connections,
@@ -275,7 +300,7 @@ class AsyncLogReader:
             health_check_interval=10,
             decode_responses=True,
         )
-        self._redis: Any = redis.asyncio.Redis(connection_pool=pool)
+        self._redis = redis.asyncio.Redis(connection_pool=pool)
 
     async def follow(
         self, run_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 500
@@ -330,14 +355,17 @@ def store_counts(rt: Runtime, queues: list[str]) -> StoreCounts:
     """Queue depths, unacknowledged messages, dead letters and the runs index's size."""
     k = rt.keys
     calls: list[tuple[Any, ...]] = [("llen", k.queue(q)) for q in queues]
-    calls += [("hlen", k.unacked()), ("llen", k.dead_letters()), ("zcard", k.runs())]
+    calls += [("hlen", k.unacked()), ("llen", k.dead_letters())]
+    calls += [("zcard", k.runs(b)) for b in k.all_buckets()]
     with store_errors():
-        *depths, unacked, dead, indexed = _pipelined(rt, calls)
+        got = _pipelined(rt, calls)
+    depths, (unacked, dead) = got[: len(queues)], got[len(queues) : len(queues) + 2]
+    indexed = got[len(queues) + 2 :]
     return StoreCounts(
         {q: int(n) for q, n in zip(queues, depths, strict=True)},
         int(unacked),
         int(dead),
-        int(indexed),
+        sum(int(n) for n in indexed),
     )
 
 
@@ -361,16 +389,19 @@ def flow_counts(rt: Runtime) -> FlowCounts:
     k = rt.keys
     with store_errors():
         now = rt.server_time()
-        pending, overdue, bases, outbox = _pipelined(
-            rt,
-            [
-                ("zcard", k.timers()),
-                ("zcount", k.timers(), "-inf", now - OVERDUE),
-                ("hkeys", k.concurrency_index()),
-                ("llen", k.outbox()),
-            ],
-        )
         calls: list[tuple[Any, ...]] = []
+        for b in k.all_buckets():
+            calls += [
+                ("zcard", k.timers(b)),
+                ("zcount", k.timers(b), "-inf", now - OVERDUE),
+                ("hkeys", k.concurrency_index(b)),
+                ("llen", k.outbox(b)),
+            ]
+        got = _pipelined(rt, calls)
+        pending, overdue = sum(map(int, got[0::4])), sum(map(int, got[1::4]))
+        bases = [base for each in got[2::4] for base in each]
+        outbox = sum(map(int, got[3::4]))
+        calls = []
         for base in sorted(bases):
             calls += [("zcard", f"{base}:holders"), ("llen", f"{base}:waiting")]
         sizes = _pipelined(rt, calls)
@@ -386,10 +417,10 @@ def flow_counts(rt: Runtime) -> FlowCounts:
 
 def _limit_name(k: Keys, base: str) -> str:
     """A concurrency limit's base key as metrics name it: ``tool:NAME:KEY`` or ``step:...``."""
-    for kind in ("tool", "step"):
-        head = k.concurrency("", "", kind).removesuffix("::")  # ``...conc``
-        if base.startswith(head + ":"):
-            return f"{kind}:{base.removeprefix(head + ':')}"
+    rest = re.sub(r"^:\{\d+\}", "", base.removeprefix(k.prefix))  # a cluster's bucket tag
+    for kind, head in (("step", ":limit:step:conc:"), ("tool", ":limit:conc:")):
+        if rest.startswith(head):
+            return f"{kind}:{rest.removeprefix(head)}"
     return base
 
 
@@ -400,7 +431,13 @@ def ping(url: str) -> None:
     """Check that the Redis at ``url`` answers; any Redis error is StoreUnavailableError.
 
     The message never contains the URL (it may hold a password)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    from tasks.runtime import cluster_client  # runtime imports this module
+
+    client = (
+        cluster_client(url, socket_connect_timeout=1, socket_timeout=2)
+        if url.startswith(f"{CLUSTER_SCHEME}://")
+        else redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    )
     try:
         client.ping()
     except redis.RedisError as exc:

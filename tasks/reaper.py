@@ -136,7 +136,8 @@ def _trusted(rt: Runtime, candidates: list[Inflight], since: float) -> set[str]:
 
 
 def _live_inflight(rt: Runtime, at: float, cutoff: float) -> list[Inflight]:
-    live = sorted(rt.redis.smembers(rt.keys.live()))
+    k = rt.keys
+    live = sorted({run_id for b in k.all_buckets() for run_id in rt.redis.smembers(k.live(b))})
     records: list[Inflight] = []
     for i in range(0, len(live), PAGE):
         records += _inflight_of(rt, _running(rt, live[i : i + PAGE], at), cutoff)
@@ -153,7 +154,7 @@ def _running(rt: Runtime, run_ids: list[str], at: float) -> list[str]:
     running = []
     for run_id, (status, deadline) in zip(run_ids, pipe.execute(), strict=True):
         if status is None:  # expired
-            r.srem(k.live(), run_id)
+            r.srem(k.live(k.bucket_of(run_id)), run_id)
         elif status != RunStatus.RUNNING:  # ended, its follow-up cut short by a crash
             runs.settle_ended(rt, run_id, RunStatus(status))
         elif deadline and at > float(deadline):
@@ -224,21 +225,26 @@ def _present(rt: Runtime, records: list[Inflight], candidates: list[Inflight]) -
     if missing and rt.settings.separate_broker:  # not yet published: still in the outbox
         found |= _in_outbox(rt, missing)
     missing -= found
-    if missing:  # held by a timer no pump released yet (every worker was down past its due)
-        found |= _in_timers(rt.redis, rt.keys.timers(), missing)
-    missing -= found
-    if missing:  # waiting for a concurrency limit's permit (``TAKE``): not lost
-        found |= _in_waiting(rt.redis, rt.keys.concurrency_index(), missing)
+    k = rt.keys
+    for b in k.all_buckets():
+        missing -= found
+        if missing:  # held by a timer no pump released yet (every worker was down past due)
+            found |= _in_timers(rt.redis, k.timers(b), missing)
+        missing -= found
+        if missing:  # waiting for a concurrency limit's permit (``TAKE``): not lost
+            found |= _in_waiting(rt.redis, k.concurrency_index(b), missing)
     return found
 
 
 def _in_outbox(rt: Runtime, wanted: set[str]) -> set[str]:
-    """The ``wanted`` ids in the outbox or a relay's list (``tasks.relay``)."""
-    found = _in_list(rt.redis, rt.keys.outbox(), wanted)
-    for name in sorted(rt.redis.smembers(rt.keys.relays())):
-        if len(found) == len(wanted):
-            break
-        found |= _in_list(rt.redis, rt.keys.relaying(name), wanted - found)
+    """The ``wanted`` ids in an outbox or a relay's list (``tasks.relay``)."""
+    k, found = rt.keys, set[str]()
+    relays = sorted(rt.redis.smembers(k.relays()))
+    for b in k.all_buckets():
+        for key in [k.outbox(b), *(k.relaying(name, b) for name in relays)]:
+            if len(found) == len(wanted):
+                return found
+            found |= _in_list(rt.redis, key, wanted - found)
     return found
 
 

@@ -16,6 +16,12 @@ Each worker's main process runs one relay thread:
    returns once the broker has the message, and messages are persistent on durable queues);
 3. delete its relaying list.
 
+On a Redis Cluster each bucket has its outbox (``tasks.keys``), and no relay can block on them
+all: a write that filled one rings the bell list afterwards, naming its bucket, and relays
+``BLMPOP`` the bell instead, then take from the buckets it names; every ``SWEEP_EVERY`` seconds a
+relay also looks in every bucket, since a ring is only a hint (a process may die between its
+write and its ring).
+
 A relay that dies between 1 and 3 leaves its entries on its relaying list. Every relay keeps a
 short-lived liveness key fresh and, every ``SWEEP_EVERY`` seconds, puts the entries of the
 relays whose key expired back on the outbox (``RELAY_RETURN``). A message published twice is
@@ -114,8 +120,11 @@ class Relay(threading.Thread):
         self.publisher = BrokerPublisher(rt.app)
         self.stopped = threading.Event()
         self.published = 0
-        self.holding = True  # its list may hold entries (at start: a relay of the same name)
+        # the buckets whose relaying list may hold entries (at start: every one, left by a
+        # relay of the same name)
+        self.holding: set[int] = set(rt.keys.all_buckets())
         self.refusals: dict[str, int] = {}  # task id -> how often the broker refused it
+        self.swept = 0.0  # when this relay last looked in every bucket's outbox (a cluster)
 
     def run(self) -> None:
         failing = False
@@ -144,31 +153,59 @@ class Relay(threading.Thread):
     def relay_once(self, block: float | None = None) -> int:
         """Publish what this relay holds, else the oldest entries of the outbox (waiting up to
         ``block`` seconds for one); returns how many were published."""
+        if not self.rt.keys.buckets:
+            return self._relay_bucket(0, block)
+        return sum(self._relay_bucket(b) for b in self._buckets_to_relay(block))
+
+    def _buckets_to_relay(self, block: float | None) -> list[int]:
+        """On a cluster (an outbox per bucket): the buckets whose relaying list this relay
+        holds entries of, else the ones the bell names (waiting up to ``block`` seconds for a
+        ring), and every bucket once every ``SWEEP_EVERY`` seconds (a write that died before
+        it rang)."""
         k, r = self.rt.keys, self.rt.redis
-        mine = k.relaying(self.relay)
+        if self.holding:
+            return sorted(self.holding)
+        if time.monotonic() - self.swept >= SWEEP_EVERY:
+            self.swept = time.monotonic()
+            return list(k.all_buckets())
+        bell = k.outbox_bell()
+        if block is not None:  # up to a batch of rings in one command
+            got = r.blmpop(block, 1, bell, direction="RIGHT", count=self.batch)
+            rung = got[1] if got else []
+        else:
+            rung = r.rpop(bell, self.batch) or []
+        return sorted({int(b) for b in rung})
+
+    def _relay_bucket(self, bucket: int, block: float | None = None) -> int:
+        """Publish what this relay holds of ``bucket``, else the oldest entries of its outbox
+        (waiting up to ``block`` seconds for one); returns how many were published."""
+        k, r = self.rt.keys, self.rt.redis
+        outbox, mine = k.outbox(bucket), k.relaying(self.relay, bucket)
         # what a failed round left on this relay's list (oldest first): read only then
-        held = list(reversed(r.lrange(mine, 0, -1))) if self.holding else []
+        held = list(reversed(r.lrange(mine, 0, -1))) if bucket in self.holding else []
         if not held:
-            self.holding = True  # from here until the DEL, the list may hold entries
+            self.holding.add(bucket)  # from here until the DEL, the list may hold entries
             if block is not None:
-                first = r.blmove(k.outbox(), mine, block, "RIGHT", "LEFT")
+                first = r.blmove(outbox, mine, block, "RIGHT", "LEFT")
                 if first is None:
-                    self.holding = False
+                    self.holding.discard(bucket)
                     return 0
                 held = [first]
-            held += list(self.rt.script("RELAY_TAKE")(keys=[k.outbox(), mine], args=[self.batch]))
+            held += list(self.rt.script("RELAY_TAKE")(keys=[outbox, mine], args=[self.batch]))
         if held:
             try:
                 self.publisher.publish(self._entries(held))
             except Refused as refused:
-                self._refused(refused, held)
+                self._refused(refused, held, mine)
                 raise
             r.delete(mine)
-        self.holding = False
+            if len(held) >= self.batch:
+                self.rt.ring(r, bucket)  # more may wait: come back at once
+        self.holding.discard(bucket)
         self.published += len(held)
         return len(held)
 
-    def _refused(self, refused: Refused, held: list[str]) -> None:
+    def _refused(self, refused: Refused, held: list[str], mine: str) -> None:
         """An entry the broker refused ``REFUSALS`` times is taken off this relay's list and
         kept as a dead letter, its run failed as data: it must not block the entries behind
         it (the round is tried again, so those before it may go out twice: harmless)."""
@@ -179,7 +216,7 @@ class Relay(threading.Thread):
         del self.refusals[e.task_id]
         raw = next((text for text in held if f'"id":"{e.task_id}"' in text), None)
         if raw is not None:
-            self.rt.redis.lrem(self.rt.keys.relaying(self.relay), 1, raw)
+            self.rt.redis.lrem(mine, 1, raw)
         deadletters.keep(self.rt, str(refused), raw or e.task_id)
         run_id = _run_of(e)
         if run_id:
@@ -208,7 +245,8 @@ class Relay(threading.Thread):
     def check_out(self) -> None:
         """A clean stop: nothing held (a failed publish's entries go back), nothing left."""
         k = self.rt.keys
-        self.rt.script("RELAY_RETURN")(keys=[k.outbox(), k.relaying(self.relay)], args=[])
+        for b in k.all_buckets():
+            self.rt.script("RELAY_RETURN")(keys=[k.outbox(b), k.relaying(self.relay, b)], args=[])
         pipe = self.rt.redis.pipeline(transaction=False)
         pipe.srem(k.relays(), self.relay)
         pipe.delete(k.relay_alive(self.relay))
@@ -227,9 +265,13 @@ class Relay(threading.Thread):
         for name, alive in zip(names, pipe.execute(), strict=True):
             if alive:
                 continue
-            back += int(
-                self.rt.script("RELAY_RETURN")(keys=[k.outbox(), k.relaying(name)], args=[])
-            )
+            for b in k.all_buckets():
+                returned = self.rt.script("RELAY_RETURN")(
+                    keys=[k.outbox(b), k.relaying(name, b)], args=[]
+                )
+                if int(returned):
+                    back += int(returned)
+                    self.rt.ring(r, b)
             r.srem(k.relays(), name)
         if back:
             log.warning("outbox relay: %d entries of a dead relay put back on the outbox", back)

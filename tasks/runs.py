@@ -5,13 +5,15 @@ Shared by step tasks, tool tasks, the reaper and the client, so a run changes st
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
-from tasks import canvas_end
+from tasks import canvas_end, scripts
 from tasks.batch import Batch
 from tasks.protocol import (
     CallAddress,
@@ -35,6 +37,8 @@ from workflows.errors import (
 )
 from workflows.events import Event
 from workflows.workflow import require_workflow
+
+log = logging.getLogger("baton.runs")
 
 SUBMIT_MARGIN = 0.5  # seconds before the client's timeout that a submit stops being accepted
 
@@ -94,13 +98,15 @@ def create_run(
         run_id, workflow, status, ts, ts, root or run_id, parent, deadline, envelope, module=module
     )
     writes = Batch()
+    bucket = k.bucket_of(run_id)
     writes.hset(k.run(run_id), mapping=record.fields())
-    writes.zadd(k.runs(), {run_id: ts})
+    writes.zadd(k.runs(bucket), {run_id: ts})
     # the index holds what retention keeps: trimmed as it grows, one run's worth at a time
-    writes.zremrangebyscore(k.runs(), "-inf", ts - rt.settings.retention_seconds)
-    writes.expire(k.runs(), rt.settings.retention_seconds)  # gone after the last run's retention
+    writes.zremrangebyscore(k.runs(bucket), "-inf", ts - rt.settings.retention_seconds)
+    # gone after the last run's retention
+    writes.expire(k.runs(bucket), rt.settings.retention_seconds)
     writes.xadd(k.events(run_id), log_fields(LogKind.EVENT, envelope))
-    writes.sadd(k.live(), run_id)
+    writes.sadd(k.live(bucket), run_id)
     if store:
         writes.hset(k.store(run_id), mapping=store)
     if fields:
@@ -109,9 +115,13 @@ def create_run(
         writes.sadd(k.children(parent.run), run_id)
     rt.send(messages, writes)
     if pipe is not None:
-        writes.apply(pipe)
+        writes.apply(pipe)  # the caller rings the bell once it is sent (a step's ``Hop``)
         return run_id, True
-    return submit_writes(rt, run_id, writes, idempotency_key)
+    created = submit_writes(rt, run_id, writes, idempotency_key)
+    if created[1]:
+        with contextlib.suppress(redis.RedisError):  # a missed ring costs a relay sweep
+            rt.ring(rt.redis, bucket)
+    return created
 
 
 def submit_writes(
@@ -127,10 +137,12 @@ def submit_writes(
         # the reply must be back before the client gives up: the script stops accepting a
         # little before the client's own timeout
         deadline = rt.server_time() + timeout - min(SUBMIT_MARGIN, timeout / 4)
-        outcome, existing = rt.script("CREATE", rt.submit_redis)(
-            keys=[k.run(run_id), claim],
-            args=[repr(deadline), run_id, rt.settings.retention_seconds, writes.to_json()],
-        )
+        keys = [k.run(run_id), claim]
+        args = [repr(deadline), run_id, rt.settings.retention_seconds, writes.to_json()]
+        if rt.keys.buckets:
+            outcome, existing = _create_replicated(rt, keys, args, timeout)
+        else:
+            outcome, existing = rt.script("CREATE", rt.submit_redis)(keys=keys, args=args)
     except redis.TimeoutError as exc:
         raise StoreUnavailableError(
             f"submit: Redis did not answer within {timeout}s (BATON_SUBMIT_TIMEOUT); "
@@ -142,6 +154,26 @@ def submit_writes(
             "no run was created, it is safe to retry"
         )
     return str(existing), int(outcome) == 1 and str(existing) == run_id
+
+
+REPLICA_WAIT = 1.0  # seconds a cluster submit waits for a replica to hold the new run
+
+
+def _create_replicated(
+    rt: Runtime, keys: list[str], args: list[Any], timeout: float
+) -> tuple[Any, Any]:
+    """``CREATE`` on a cluster, then ``WAIT`` for one replica on the same connection: a run
+    whose submit returned survives its master's failover (replication is asynchronous; a
+    step's lost write is repaired by the reaper from its in-flight record, a lost run would
+    be gone). With no replica in time, the run is kept and a warning logged."""
+    node = rt.submit_redis.get_node_from_key(keys[0])
+    pipe = node.redis_connection.pipeline(transaction=False)  # one connection: WAIT sees it
+    pipe.eval(scripts.CREATE, len(keys), *keys, *args)
+    pipe.wait(1, int(min(REPLICA_WAIT, timeout / 2) * 1000))
+    (outcome, existing), replicas = pipe.execute()
+    if int(outcome) == 1 and not int(replicas):
+        log.warning("submit: no replica confirmed run %s in time", args[1])
+    return outcome, existing
 
 
 def _finish(
@@ -242,6 +274,7 @@ def answer_call(
         keys.append(k.spans(span.run))
         args.append(span.to_json())
     unsent = rt.script("COMPLETE")(keys=keys, args=args)
+    rt.ring(rt.redis, k.bucket_of(address.run))  # the last answer pushed the resume
     if unsent:  # parked by a Baton that did not frame resumes yet (a rolling upgrade)
         rt.send([Message.from_json(unsent)])
 
@@ -287,5 +320,5 @@ def _expire(rt: Runtime, run_id: str) -> None:
     for key in k.run_keys(run_id):
         pipe.expire(key, rt.settings.retention_seconds)
     if settled:
-        pipe.srem(k.live(), run_id)  # last: until then the reaper settles it again
+        pipe.srem(k.live(k.bucket_of(run_id)), run_id)  # last: the reaper settles it until then
     pipe.execute()

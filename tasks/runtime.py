@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 import redis
 from celery import Celery
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterPipeline, RedisCluster
 from redis.retry import Retry
 
 from config import Settings, Topology, load_topology
+from config.settings import CLUSTER_SCHEME
 from tasks import scripts
 from tasks.keys import Keys
 from tasks.loop import current_limit, current_loop
@@ -42,9 +44,11 @@ class Runtime:
         self.app = app
         self.topology = topology or load_topology(settings.topology_file)
         self.placement = Placement(self.topology, settings.default_mode, settings.max_time_limit)
-        self.keys = Keys(settings.key_prefix)
-        outbox = self.keys.outbox() if settings.separate_broker else None
-        self.publisher = Publisher(app, self.keys.broker_prefix(), outbox)
+        self.keys = Keys(settings.key_prefix, settings.buckets)
+        outbox = self.keys.outbox if settings.separate_broker else None
+        self.publisher = Publisher(app, self.keys.broker_prefix(), outbox, self.keys.bucket_of)
+        # a cluster's outboxes are one per bucket: writes ring this list so a relay wakes
+        self.bell = self.keys.outbox_bell() if settings.buckets else None
         self._redis: Any = None
         self._submit_redis: Any = None
         self._broker_redis: Any = None
@@ -105,8 +109,16 @@ class Runtime:
         r = self.redis if client is None else client
         key = name if client is None else f"{name}@{id(client)}"
         if key not in self._scripts:
-            self._scripts[key] = r.register_script(getattr(scripts, name))
+            registered = r.register_script(getattr(scripts, name))
+            cluster = isinstance(r, RedisCluster)
+            self._scripts[key] = ClusterScript(registered) if cluster else registered
         return self._scripts[key]
+
+    def ring(self, client: Any, *buckets: int) -> None:
+        """On a cluster, tell the relays which buckets' outboxes a write has filled (on
+        ``client``, once that write is done); else nothing."""
+        if self.bell is not None and buckets:
+            client.lpush(self.bell, *sorted(set(buckets)))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine to completion: on the asyncio pool's shared loop when this task runs
@@ -143,15 +155,43 @@ class Runtime:
                 if server is None:
                     server = self.server_time()
                 key, envelope = self.publisher.frame(m)
-                own.zadd(self.keys.timers(), {TimerEntry(key, envelope).dump(): server + delay})
-        self.publisher.push(own, [m for m in messages if not (m.countdown or 0.0) > 0])
+                timers = self.keys.timers(self.keys.bucket_of(m.run_id))
+                own.zadd(timers, {TimerEntry(key, envelope).dump(): server + delay})
+        pushed = [m for m in messages if not (m.countdown or 0.0) > 0]
+        self.publisher.push(own, pushed)
         if pipe is None:
             own.execute()
+            # after the write, never in it: on a cluster the bell may sit on another node, and
+            # a relay it woke before the write landed would find the outbox empty
+            self.ring(self.redis, *(self.keys.bucket_of(m.run_id) for m in pushed))
 
     def finished(self, pipe: Any, run_id: str, task_id: str | None) -> None:
         """The task ``task_id`` of ``run_id`` is done with its message (on ``pipe``)."""
         if task_id:
             pipe.hdel(self.keys.inflight(run_id), task_id)
+
+
+class ClusterScript:
+    """A Lua script on a Redis Cluster: EVALSHA on the client (redis-py routes it by its keys'
+    slot, and reloads the script on NOSCRIPT), EVAL on a pipeline: redis-py's cluster pipeline
+    refuses EVALSHA, and EVAL also survives a promoted replica's empty script cache."""
+
+    def __init__(self, script: Any) -> None:
+        self.script = script
+
+    def __call__(self, keys: Any = (), args: Any = (), client: Any = None) -> Any:
+        keys, args = list(keys or ()), list(args or ())
+        if isinstance(client, ClusterPipeline):
+            run: Any = client.execute_command  # untyped in redis-py
+            return run("EVAL", self.script.script, len(keys), *keys, *args)
+        return self.script(keys=keys, args=args, client=client)
+
+
+def cluster_client(url: str, **options: Any) -> Any:
+    """A Redis Cluster client from a ``redis+cluster://host:port`` URL (any node's address:
+    it discovers the rest, and follows failovers)."""
+    plain = "redis://" + url.removeprefix(f"{CLUSTER_SCHEME}://")
+    return RedisCluster.from_url(plain, decode_responses=True, **options)
 
 
 def redis_client(url: str, max_connections: int = 1000) -> Any:
@@ -160,6 +200,15 @@ def redis_client(url: str, max_connections: int = 1000) -> Any:
     Its pool blocks for a free connection instead of raising: an asyncio or threads worker has
     hundreds of tasks in flight, and redis-py's default pool raises ``MaxConnectionsError``
     past 100 connections, which would lose the answer of the task that hit it."""
+    if url.startswith(f"{CLUSTER_SCHEME}://"):
+        return cluster_client(
+            url,
+            max_connections=max_connections,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+            health_check_interval=10,
+        )
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -177,6 +226,13 @@ def redis_client(url: str, max_connections: int = 1000) -> Any:
 def bounded_client(url: str, timeout: float) -> Any:
     """A Redis client that gives up after ``timeout`` seconds at every step (waiting for a
     connection, connecting, reading a reply) and never retries by itself."""
+    if url.startswith(f"{CLUSTER_SCHEME}://"):
+        return cluster_client(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=min(timeout, 5.0),
+            retry=Retry(NoBackoff(), 0),
+        )
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=50,

@@ -286,7 +286,7 @@ local function fill(index, base, n, lease, now)
 end
 """
 
-# KEYS: concurrency index, the run's in-flight hash.
+# KEYS: concurrency index, the run's in-flight hash (not on a cluster: its caller writes it).
 # ARGV: base, N, lease (seconds), this task id, the waiting message's (new) task id, its
 # in-flight record, its queue key, its envelope.
 # Takes a permit: one already held by this task id (a redelivery, or a message a permit was
@@ -305,10 +305,10 @@ if redis.call('ZSCORE', holders, ARGV[4]) or redis.call('ZCARD', holders) < n th
   redis.call('HSET', KEYS[1], base, ARGV[2] .. ' ' .. ARGV[3])
   return 1
 end
-redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
+if KEYS[2] then redis.call('HSET', KEYS[2], ARGV[5], ARGV[6]) end
 redis.call('RPUSH', base .. ':waiting', ARGV[5] .. '\\n' .. ARGV[7] .. '\\n' .. ARGV[8])
 redis.call('HSET', KEYS[1], base, ARGV[2] .. ' ' .. ARGV[3])
-redis.call('HDEL', KEYS[2], ARGV[4])
+if KEYS[2] then redis.call('HDEL', KEYS[2], ARGV[4]) end
 return 0
 """
 )

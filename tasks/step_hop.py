@@ -102,6 +102,7 @@ class Hop:
         self.rt, self.run_id, self.root, self.task_id = rt, run_id, root, task_id
         self.pipe = rt.redis.pipeline(transaction=False)
         self.messages: list[Message] = []
+        self.rings = False  # a script on the pipeline may push to the outbox (``PARK``)
 
     def log(self, kind: LogKind, payload: str) -> None:
         """Log an entry; what a user should see (streamed, input requests) goes to the root
@@ -129,4 +130,7 @@ class Hop:
         # under AOF everysec), a message still in flight is delivered again and resends
         self.rt.send(self.messages, self.pipe)
         self.rt.finished(self.pipe, self.run_id, self.task_id)
-        return list(self.pipe.execute())
+        replies = list(self.pipe.execute())
+        if self.messages or self.rings:  # the relays' bell, after the write (``Runtime.ring``)
+            self.rt.ring(self.rt.redis, self.rt.keys.bucket_of(self.run_id))
+        return replies

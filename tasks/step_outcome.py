@@ -11,6 +11,7 @@ from dataclasses import replace
 from tasks import runs, timers
 from tasks.attempts import Attempt
 from tasks.backend import RedisBackend
+from tasks.keys import child_run_id
 from tasks.protocol import (
     CallAddress,
     LogKind,
@@ -121,13 +122,14 @@ def suspended(
         ],
         client=hop.pipe,
     )
+    hop.rings = True  # PARK sends the resume if every call is answered already
     for sleep in sleeps:  # after PARK: a timer due at once must find the call pending
         timers.add_sleep(d.rt, hop.pipe, d.run_id, inv.id, sleep.call_id, sleep.seconds)
     for child in children:
         runs.create_run(
             d.rt,
             child.workflow,
-            core.child_id(d.run_id, child.call_id),
+            child_run_id(d.run_id, child.call_id),
             decode_event(child.start),
             parent=CallAddress(d.run_id, inv.id, child.call_id),
             root=hop.root,

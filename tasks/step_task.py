@@ -140,7 +140,8 @@ def _wait_for_limits(
     opts, rt = d.step.options, d.rt
     if opts.rate is not None and state.effects_done.get(RATE_STARTED) != d.args.attempt:
         who = Limited("step", d.step.qualname, keys[0])
-        res = rt.keys.reservation(d.run_id, d.args.inv_id, d.args.attempt, "step")
+        at = rt.keys.rate_bucket(who.name, who.key, "step")
+        res = rt.keys.reservation(d.run_id, d.args.inv_id, d.args.attempt, "step", at)
         wait = limits.take_slot(rt, who, opts.rate, res)
         if wait is not None:
             span = d.span(SpanOutcome.LIMITED, limits.rate_wait_text(who, opts.rate, wait))

@@ -33,6 +33,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tasks import heartbeat
@@ -62,7 +63,7 @@ def add_sleep(
         call_id,
         JournalEntry.ok(None).to_json(),
     )
-    pipe.zadd(k.timers(), {answer.dump(): rt.server_time() + seconds})
+    pipe.zadd(k.timers(k.bucket_of(run_id)), {answer.dump(): rt.server_time() + seconds})
 
 
 class TimerPump(threading.Thread):
@@ -81,8 +82,7 @@ class TimerPump(threading.Thread):
             try:
                 if time.monotonic() - fleet_read >= FLEET_EVERY:
                     fleet, fleet_read = self.fleet_size(), time.monotonic()
-                while self.release_once() >= self.batch and not self.stopped.is_set():
-                    pass
+                self.release_once()
                 if time.monotonic() - reclaimed >= RECLAIM_EVERY * max(1.0, fleet / POLLERS):
                     self.reclaim_once()
                     reclaimed = time.monotonic()
@@ -107,15 +107,38 @@ class TimerPump(threading.Thread):
         return max(1, int(self.rt.redis.zcount(self.rt.keys.workers(), since, "+inf")))
 
     def release_once(self) -> int:
-        """Push the due timers (at most a batch) onto their queues; returns how many."""
-        release = self.rt.script("RELEASE")
-        return int(release(keys=[self.rt.keys.timers()], args=[self.batch]))
+        """Push the due timers onto their queues, a batch per script call, every bucket's
+        (a full batch is followed at once by the next); returns how many."""
+        k, total = self.rt.keys, 0
+        buckets = list(k.all_buckets())
+        while buckets and not self.stopped.is_set():
+            released = self._each("RELEASE", k.timers, buckets, [self.batch])
+            total += sum(released)
+            buckets = [b for b, n in zip(buckets, released, strict=True) if n >= self.batch]
+        return total
 
     def reclaim_once(self) -> int:
         """Take back the concurrency permits whose lease expired (their holder's worker died)
         and hand them to waiting calls (``RECLAIM``); returns how many were handed on."""
-        reclaim = self.rt.script("RECLAIM")
-        return int(reclaim(keys=[self.rt.keys.concurrency_index()]))
+        k = self.rt.keys
+        return sum(self._each("RECLAIM", k.concurrency_index, list(k.all_buckets()), []))
+
+    def _each(
+        self, name: str, key_of: Callable[[int], str], buckets: list[int], args: list[Any]
+    ) -> list[int]:
+        """Run script ``name`` on each bucket's key (one script on one Redis, one pipelined
+        round trip per node on a cluster); ring the relays' bell for the buckets whose outbox
+        it may have filled. The counts, in the buckets' order."""
+        script, rt = self.rt.script(name), self.rt
+        if len(buckets) == 1:
+            counts = [int(script(keys=[key_of(buckets[0])], args=args))]
+        else:
+            pipe = rt.redis.pipeline(transaction=False)
+            for b in buckets:
+                script(keys=[key_of(b)], args=args, client=pipe)
+            counts = [int(n) for n in pipe.execute()]
+        rt.ring(rt.redis, *(b for b, n in zip(buckets, counts, strict=True) if n))
+        return counts
 
     def stop(self) -> None:
         self.stopped.set()

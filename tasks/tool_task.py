@@ -143,7 +143,9 @@ def _take_slot(
     it), this delivery is finished, and its span says so."""
     assert spec.rate is not None
     who = limits.Limited("tool", spec.name, key)
-    reservation = rt.keys.reservation(args.run_id, args.call_id, args.attempt)
+    reservation = rt.keys.reservation(
+        args.run_id, args.call_id, args.attempt, bucket=rt.keys.rate_bucket(spec.name, key)
+    )
     wait = limits.take_slot(rt, who, spec.rate, reservation)
     if wait is None:
         return None
@@ -307,6 +309,8 @@ def _report(
         rt.send([message], pipe)
         rt.finished(pipe, args.run_id, task_id)
         pipe.execute()
+        if not message.countdown:  # pushed at once, not held in the timer set
+            rt.ring(rt.redis, rt.keys.bucket_of(args.run_id))
         return Attempt(span, error.traceback or "")
     span = clock.span(SpanOutcome.FAILED, error)
     entry = JournalEntry.error(error.to_info(attempt))
