@@ -74,7 +74,8 @@ def completed(
     if finish is not None:
         answer = runs.finish_run(d.rt, d.run_id, finish.result, finish.stop_event, hop.pipe)
     hop.mark_done(inv.id)
-    hop.pipe.delete(d.rt.keys.journal(d.run_id, inv.id))
+    if inv.journal or inv.effects_done:  # else no journal was loaded or written: none to drop
+        hop.pipe.delete(d.rt.keys.journal(d.run_id, inv.id))
     span = d.span(SpanOutcome.COMPLETED)
     replies = hop.commit(span)
     if answer is not None:

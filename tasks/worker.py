@@ -21,6 +21,7 @@ def install_worker(rt: Runtime) -> None:
     its record (queues, tasks) fresh in the worker registry; with a separate broker, relay the
     outbox to it."""
     guards.lean_unacked_bookkeeping()
+    guards.batched_task_events()
     guards.guard_unacked_restore()
     guards.guard_closed_channel_acks()
     guards.guard_queue_items(rt)

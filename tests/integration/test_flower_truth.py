@@ -8,6 +8,8 @@ Baton's semantics stay: the run fails as data, and every message is acknowledged
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -179,3 +181,33 @@ def test_spans_of_a_failing_step_name_each_attempt_and_its_error(
         (2, SpanOutcome.FAILED),
     ]
     assert all(s.error == "ValueError: boom spans" for s in spans)
+
+
+def test_task_events_reach_flower_batched_fewer_messages_than_tasks(
+    client: Client, workers: Worker, events: Events
+) -> None:
+    """Every task's received, started and succeeded events arrive, in ``task.multi`` messages
+    that each carry several (``guards.batched_task_events``): not three messages per task."""
+    rt = client.runtime
+    pubsub = rt.redis.pubsub()
+    pubsub.psubscribe("*celeryev*")
+    try:
+        handle = client.submit("FanIn", n=20)
+        assert handle.result(timeout=30) == [i * 2 for i in range(20)]
+        tasks = received(events, handle.run_id, 41)  # fan, 20 work, 20 collect
+        eventually(
+            lambda: len(events.of(set(tasks), "task-succeeded")) == 41 or None,
+            what="every task's task-succeeded",
+        )
+        carrying = 0  # the broker messages that carried this run's task events
+        # all were published before the receiver saw them: they wait on the socket
+        while (message := pubsub.get_message(timeout=0.5)) is not None:
+            if message["type"] != "pmessage":
+                continue
+            envelope = json.loads(message["data"])
+            body = json.loads(base64.b64decode(envelope["body"]))
+            batch = body if isinstance(body, list) else [body]
+            carrying += any(e.get("uuid") in tasks for e in batch)
+    finally:
+        pubsub.close()
+    assert 0 < carrying < len(tasks), f"{carrying} event messages for {len(tasks)} tasks"
