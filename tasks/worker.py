@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import signals
 
-from tasks import deadletters, guards, heartbeat, reaper, registry, relay, time_limits, timers
+from tasks import acks, deadletters, guards, heartbeat, reaper, registry, relay, time_limits, timers
 from tasks.runtime import Runtime
 
 
@@ -22,6 +22,7 @@ def install_worker(rt: Runtime) -> None:
     outbox to it."""
     guards.lean_unacked_bookkeeping()
     guards.batched_task_events()
+    acks.batch_acks()
     guards.guard_unacked_restore()
     guards.guard_closed_channel_acks()
     guards.guard_queue_items(rt)
