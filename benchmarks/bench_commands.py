@@ -16,16 +16,24 @@ visibility sweep, metrics flush, idle ``BRPOP`` timeouts) are also measured with
 idle and reported per second.
 
     .venv/bin/python -m benchmarks.bench_commands [--broker redis|rabbitmq] [--hops 20 200]
-        [--width 20 200] [--idle 10]
+        [--width 20 200] [--idle 10] [--state redis|cluster]
 
 ``--broker rabbitmq`` starts a private RabbitMQ node (``BATON_BROKER_URL`` for worker and
 client): Redis then holds state only, and the broker messages are counted from what is sent
 (the outbox entries the relay publishes) and from a queue bound to Celery's event exchange.
+
+``--state cluster`` (implies ``--broker rabbitmq``) keeps the state in a private Redis Cluster:
+each master's ``MONITOR`` stream and ``INFO commandstats`` are read and summed (the replicas
+only replay what their master did). A key's bucket tag (``baton:{7}:...``) is ignored when
+judging its source; pipelines send scripts as ``EVAL`` there, named like ``EVALSHA``, and a
+``COMMAND GETKEYS`` that redis-py's cluster pipeline sends to learn a command's keys is counted
+with that command's source.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import hashlib
 import json
 import os
@@ -37,6 +45,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -45,12 +54,14 @@ from typing import Any
 import redis
 from redis.lock import Lock
 
+from benchmarks.servers import Servers, check_config, servers
 from tasks import scripts
-from tests.harness import RedisServer, Worker, worker_env
-from tests.rabbit import RabbitServer
+from tests.harness import Worker, worker_env
 
 LINE = re.compile(r"^\+?(\S+) \[(\d+) ([^\]]+)\] (.*)$")
 ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+BUCKET = re.compile(r"^\{\d+\}:")  # a cluster key's bucket tag, after the prefix
+OUTBOX = re.compile(r"^baton:(\{\d+\}:)?outbox$")
 EVENTS_QUEUE = "bench.commands.events"
 # sources that tick with time, not with messages: excluded from the per-hop fast path
 BACKGROUND = {
@@ -131,18 +142,20 @@ def port_roles(bench: int, main: int, children: list[int]) -> dict[str, str]:
 
 def source(role: str, cmd: str, args: list[str], script: str) -> str:
     """Who sent this command, judged by its process, its name and its key."""
-    key = args[0].removeprefix("baton:") if args else ""
+    key = BUCKET.sub("", args[0].removeprefix("baton:")) if args else ""
     if role == "client":
         return "client (bench process)"
     if cmd in ("PING", "HELLO"):
         return "redis-py: connection health checks"
     if cmd == "BRPOP":
         return "celery: consume (BRPOP)"
+    if cmd == "BLMPOP":  # a cluster's relay waits on its bell (outbox:bell)
+        return "baton: outbox relay (bell wait)"
     if key.startswith("q:unacked"):
         return _kombu(cmd, key)
     if cmd == "PUBLISH":
         return "celery: task events" if ".task." in key or "task-" in key else _publish(args)
-    if cmd == "EVALSHA":
+    if cmd in ("EVALSHA", "EVAL"):
         return _script_source(script)
     return _baton_key(role, cmd, key)
 
@@ -205,8 +218,13 @@ def tally(lines: list[str], roles: dict[str, str]) -> Tally:
             _count_outbox(t, cmd, args, "inside script")
             continue
         role = roles.get(addr, "unknown")
+        asks = cmd == "COMMAND" and len(args) > 2 and args[1].upper() == "GETKEYS"
+        if asks:  # a cluster client asking a node for a command's keys: that command's source
+            args, cmd = args[2:], args[2].upper()
         if cmd == "EVALSHA":
             script = SCRIPT_NAMES.get(args[1], args[1][:8])
+        if cmd == "EVAL":
+            script = _eval_name(args[1])
         if cmd == "MULTI":
             multi[addr] = True
             continue
@@ -218,8 +236,32 @@ def tally(lines: list[str], roles: dict[str, str]) -> Tally:
         if multi.pop(addr, False):
             _add(t, "MULTI", src)
         last[addr] = src
-        _add(t, cmd if cmd != "EVALSHA" else f"EVALSHA {script}", src)
-        _count_outbox(t, cmd, args, "pipeline")
+        _add(t, _label(cmd, script, asks), src)
+        if not asks:
+            _count_outbox(t, cmd, args, "pipeline")
+    return t
+
+
+def _label(cmd: str, script: str, asks: bool) -> str:
+    """A command as tallied: a script's name after EVALSHA/EVAL, ``COMMAND GETKEYS`` before
+    the command whose keys a cluster client asked for."""
+    label = f"{cmd} {script}" if cmd in ("EVALSHA", "EVAL") else cmd
+    return f"COMMAND GETKEYS {label}" if asks else label
+
+
+def _eval_name(body: str) -> str:
+    """The name of a script sent whole (``EVAL``), from its body as ``MONITOR`` escapes it."""
+    raw = codecs.escape_decode(body.encode())[0]
+    sha = hashlib.sha1(raw).hexdigest()
+    return SCRIPT_NAMES.get(sha, sha[:8])
+
+
+def merge(tallies: list[Tally]) -> Tally:
+    """One tally of several nodes' phases (the same phase, read on each master)."""
+    t = Tally()
+    for part in tallies:
+        for name in ("by_command", "by_source", "inside_scripts", "commandstats", "broker"):
+            getattr(t, name).update(getattr(part, name))
     return t
 
 
@@ -230,7 +272,7 @@ def _add(t: Tally, cmd: str, src: str) -> None:
 
 def _count_outbox(t: Tally, cmd: str, args: list[str], where: str) -> None:
     """Each entry pushed onto the outbox is one publish to the broker, by the relay."""
-    if cmd in ("LPUSH", "RPUSH") and len(args) > 1 and args[1] == "baton:outbox":
+    if cmd in ("LPUSH", "RPUSH") and len(args) > 1 and OUTBOX.match(args[1]):
         t.broker[f"task messages (outbox pushes, {where})"] += len(args) - 2
 
 
@@ -242,41 +284,38 @@ def commandstats(r: Any) -> Counter[str]:
 class Bench:
     """The private servers, the worker, a client, and how a phase is measured."""
 
-    def __init__(self, broker: str, tmp: Path) -> None:
-        (tmp / "redis").mkdir()
-        self.server = RedisServer(tmp / "redis", appendfsync="everysec")
-        self.rabbit = RabbitServer(tmp / "rabbit") if broker == "rabbitmq" else None
+    def __init__(self, broker: str, tmp: Path, state: str = "redis") -> None:
+        self.broker, self.state = broker, state
         self.tmp, self.phase = tmp, 0
         self.worker: Worker | None = None
+        self.stack = ExitStack()
 
     def start(self) -> None:
-        self.server.start()
+        srv = self.stack.enter_context(servers(self.tmp, self.broker, self.state))
+        self.rabbit = srv.rabbit
         extra: dict[str, str] = {}
-        if self.rabbit is not None:
-            (self.tmp / "rabbit").mkdir()
-            self.rabbit.start()
-            extra["BATON_BROKER_URL"] = self.rabbit.url
+        if srv.broker_url is not None:
+            extra["BATON_BROKER_URL"] = srv.broker_url
             self._bind_events()
-        env = worker_env(self.server.url, self.tmp, BATON_IMPORTS='["benchmarks.flows"]', **extra)
+        env = worker_env(srv.state_url, self.tmp, BATON_IMPORTS='["benchmarks.flows"]', **extra)
         self.worker = Worker(env, ["bench"], 1, name="commands@bench").start()
-        self.redis = redis.Redis.from_url(self.server.url, decode_responses=True)
-        self.monitor = Monitor(self.server.port)
+        # one plain client and one MONITOR per node that serves commands (a cluster's masters)
+        ports = state_ports(srv)
+        self.nodes = [redis.Redis(port=p, decode_responses=True) for p in ports]
+        self.monitors = [Monitor(p) for p in ports]
         from app.celery_app import create_app
         from app.client import Client
         from config import Settings
 
-        broker_url = None if self.rabbit is None else self.rabbit.url
         settings = Settings(
-            redis_url=self.server.url, broker_url=broker_url, imports=["benchmarks.flows"]
+            redis_url=srv.state_url, broker_url=srv.broker_url, imports=["benchmarks.flows"]
         )
         self.client = Client(runtime=create_app(settings)[1])
 
     def stop(self) -> None:
         if self.worker is not None:
             self.worker.stop()
-        self.server.stop()
-        if self.rabbit is not None:
-            self.rabbit.stop()
+        self.stack.close()
 
     def chain(self, n: int) -> None:
         assert self.client.submit("BenchChain", n=n).result(timeout=300) == n
@@ -290,17 +329,20 @@ class Bench:
         self.phase += 1
         start, end = f"bench-start-{self.phase}", f"bench-end-{self.phase}"
         self._drain_events()
-        self.redis.echo(start)
-        self.redis.config_resetstat()
+        for node in self.nodes:
+            node.echo(start)
+            node.config_resetstat()
         began = time.perf_counter()
         fn()
         seconds = time.perf_counter() - began
-        stats = commandstats(self.redis)
-        self.redis.echo(end)
+        stats = sum((commandstats(node) for node in self.nodes), Counter[str]())
+        for node in self.nodes:
+            node.echo(end)
         assert self.worker is not None and self.worker.proc is not None
         roles = port_roles(os.getpid(), self.worker.proc.pid, self.worker.children())
-        t = tally(self.monitor.between(start, end), roles)
-        t.seconds, t.commandstats = seconds, stats - Counter({"info": 1, "config|resetstat": 1})
+        t = merge([tally(m.between(start, end), roles) for m in self.monitors])
+        ours = Counter({"info": len(self.nodes), "config|resetstat": len(self.nodes)})
+        t.seconds, t.commandstats = seconds, stats - ours
         t.broker.update(self._drain_events())
         return t
 
@@ -324,6 +366,14 @@ class Bench:
             while (msg := ch.basic_get(EVENTS_QUEUE, no_ack=True)) is not None:
                 got[f"event {msg.delivery_info['routing_key']}"] += 1
         return got
+
+
+def state_ports(srv: Servers) -> list[int]:
+    """The ports of the state's nodes that serve commands: the one Redis, or every master."""
+    if srv.cluster is None:
+        assert srv.redis is not None
+        return [srv.redis.port]
+    return [node.port for node in srv.masters()]
 
 
 def per_unit(hi: Tally, lo: Tally, units: int, idle: Tally) -> dict[str, Any]:
@@ -391,16 +441,25 @@ def run(bench: Bench, hops: tuple[int, int], width: tuple[int, int], idle: float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
+    parser.add_argument("--broker", choices=["redis", "rabbitmq"])
+    parser.add_argument("--state", choices=["redis", "cluster"], default="redis")
     parser.add_argument("--hops", type=int, nargs=2, default=[20, 200])
     parser.add_argument("--width", type=int, nargs=2, default=[20, 200])
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    bench = Bench(args.broker, Path(tempfile.mkdtemp(prefix="baton-commands-")))
+    if args.broker is None:
+        args.broker = "rabbitmq" if args.state == "cluster" else "redis"
+    if (problem := check_config(args.broker, args.state)) is not None:
+        parser.error(problem)
+    tmp = Path(tempfile.mkdtemp(prefix="baton-commands-"))
+    bench = Bench(args.broker, tmp, args.state)
+    head = {"broker": args.broker}
+    if args.state != "redis":  # the one-Redis output stays as it was
+        head["state"] = args.state
     try:
         bench.start()
-        result = {"broker": args.broker, **run(bench, args.hops, args.width, args.idle)}
+        result = {**head, **run(bench, args.hops, args.width, args.idle)}
     finally:
         bench.stop()
     text = json.dumps(result, indent=2)

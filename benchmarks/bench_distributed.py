@@ -5,11 +5,19 @@
 Each side gets one worker of the same pool and concurrency, run one after the other.
 
     .venv/bin/python -m benchmarks.bench_distributed [--hops 100] [--width 1000] [--repeat 3]
-        [--broker redis|rabbitmq]
+        [--broker redis|rabbitmq] [--state redis|cluster] [--config all]
 
 ``--broker rabbitmq`` starts a private RabbitMQ node as both sides' broker (Baton's messages
 then pass its outbox and relay, ``BATON_BROKER_URL``); Redis stays the state store and the raw
 side's result backend.
+
+``--state cluster`` (implies ``--broker rabbitmq``) keeps Baton's state in a private Redis
+Cluster (three masters with a replica each, ``BATON_REDIS_URL=redis+cluster://``). Celery has
+no cluster state: the raw side runs on the same RabbitMQ broker with a single private Redis as
+its result backend, as with ``--broker rabbitmq``.
+
+``--config all`` runs the three configurations (one Redis; RabbitMQ + Redis; RabbitMQ + Redis
+Cluster) one after the other, each in a fresh process on fresh servers, and prints one table.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,8 +34,8 @@ from typing import Any
 
 from celery import chain, group
 
-from tests.harness import RedisServer, Worker, worker_env
-from tests.rabbit import RabbitServer
+from benchmarks.servers import CONFIGS, check_config, servers
+from tests.harness import Worker, worker_env
 
 
 def _time(fn: Any, repeat: int) -> list[float]:
@@ -83,44 +93,99 @@ def bench_baton(
 
 
 def main() -> None:
+    args = parse()
+    if args.config == "all":
+        run_all(args)
+        return
+    results = bench_config(args)
+    print(json.dumps(summarize(results, args.hops, args.width), indent=2))
+    if args.out:
+        args.out.write_text(
+            json.dumps({"raw": results, **summarize(results, args.hops, args.width)})
+        )
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hops", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--width", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
-    args = parser.parse_args()
+    parser.add_argument("--broker", choices=["redis", "rabbitmq"])
+    parser.add_argument("--state", choices=["redis", "cluster"], default="redis")
+    parser.add_argument("--config", choices=["all"])
+    args = parser.parse_args(argv)
+    if args.broker is None:
+        args.broker = "rabbitmq" if args.state == "cluster" else "redis"
+    if (problem := check_config(args.broker, args.state)) is not None:
+        parser.error(problem)
+    return args
+
+
+def bench_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Both sides on one configuration's fresh servers: raw Celery first, then Baton."""
     tmp = Path(tempfile.mkdtemp(prefix="baton-bench-"))
-    (tmp / "redis").mkdir()
-    # AOF on, fsync once a second: Redis's default durability, what a deployment runs
-    server = RedisServer(tmp / "redis", appendfsync="everysec")
-    server.start()
-    rabbit = None
-    if args.broker == "rabbitmq":
-        (tmp / "rabbit").mkdir()
-        rabbit = RabbitServer(tmp / "rabbit")
-        rabbit.start()
-    broker = None if rabbit is None else rabbit.url
-    extra = {} if broker is None else {"BATON_BROKER_URL": broker}
-    env = worker_env(server.url, tmp, BATON_IMPORTS='["benchmarks.flows"]', **extra)
-    results: dict[str, Any] = {}
-    try:
-        raw_worker = Worker(env, ["raw"], args.concurrency, name="raw@bench")
+    # the raw side's result backend is a single Redis, also beside a cluster state
+    with servers(tmp, args.broker, args.state, plain_redis=True) as srv:
+        assert srv.redis is not None
+        broker = srv.broker_url
+        extra = {} if broker is None else {"BATON_BROKER_URL": broker}
+        imports = '["benchmarks.flows"]'
+        raw_env = worker_env(srv.redis.url, tmp, BATON_IMPORTS=imports, **extra)
+        env = worker_env(srv.state_url, tmp, BATON_IMPORTS=imports, **extra)
+        results: dict[str, Any] = {}
+        raw_worker = Worker(raw_env, ["raw"], args.concurrency, name="raw@bench")
         raw_worker.start_app = "benchmarks.raw_celery:raw_app"
         with _running(raw_worker):
-            results["raw"] = bench_raw(server.url, args.hops, args.width, args.repeat, broker)
+            results["raw"] = bench_raw(srv.redis.url, args.hops, args.width, args.repeat, broker)
         with _running(Worker(env, ["bench"], args.concurrency, name="baton@bench")):
-            results["baton"] = bench_baton(server.url, args.hops, args.width, args.repeat, broker)
-    finally:
-        server.stop()
-        if rabbit is not None:
-            rabbit.stop()
-    print(json.dumps(summarize(results, args.hops, args.width), indent=2))
+            results["baton"] = bench_baton(
+                srv.state_url, args.hops, args.width, args.repeat, broker
+            )
+    return results
+
+
+def run_all(args: argparse.Namespace) -> None:
+    """Each configuration in a process of its own (raw Celery's app reads its URLs from the
+    environment at import, once per process), then one table of the three."""
+    tmp = Path(tempfile.mkdtemp(prefix="baton-bench-all-"))
+    summaries: dict[str, Any] = {}
+    for name, (broker, state) in CONFIGS.items():
+        out = tmp / f"{name}.json"
+        cmd = [sys.executable, "-m", "benchmarks.bench_distributed", "--broker", broker]
+        cmd += ["--state", state, "--hops", *map(str, args.hops), "--width", str(args.width)]
+        cmd += ["--repeat", str(args.repeat), "--concurrency", str(args.concurrency)]
+        print(f"== {name}: broker {broker}, state {state}", flush=True)
+        subprocess.run([*cmd, "--out", str(out)], check=True)
+        summaries[name] = json.loads(out.read_text())
+    print(table(summaries, args.hops, args.width))
     if args.out:
-        args.out.write_text(
-            json.dumps({"raw": results, **summarize(results, args.hops, args.width)})
-        )
+        args.out.write_text(json.dumps(summaries))
+
+
+def table(summaries: dict[str, Any], hops: list[int], width: int) -> str:
+    """One row a configuration: the marginal hop (else the per-hop cost of the longest chain)
+    and the fan-out, Baton beside raw Celery on the same broker."""
+    hop_key = "marginal_hop" if len(hops) > 1 else f"chain_{max(hops)}"
+    lines = [
+        f"| config | Baton hop ms ({hop_key}) | raw chain link ms | ratio "
+        f"| Baton fan-out calls/s ({width}) | raw group calls/s | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    names = {"redis": "one Redis", "rabbitmq": "RabbitMQ + Redis", "cluster": "RabbitMQ + Cluster"}
+    for name, s in summaries.items():
+        hop, fan = s[hop_key], s[f"fanout_{width}"]
+        cells = [
+            hop["baton_hop_ms"],
+            hop["raw_link_ms"],
+            hop["ratio_baton_over_raw"],
+            fan["baton_tools_per_s"],
+            fan["raw_tasks_per_s"],
+            fan["throughput_ratio_baton_over_raw"],
+        ]
+        lines.append(f"| {names[name]} | " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
 
 
 class _running:

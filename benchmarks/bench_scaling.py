@@ -1,7 +1,9 @@
 """Throughput at 1, 2 and 4 worker processes per queue, per broker configuration.
 
 Configurations: ``redis`` (one Redis: broker and state, the default) and ``rabbitmq`` (a
-private RabbitMQ node as broker, messages through the outbox and relay; Redis for state).
+private RabbitMQ node as broker, messages through the outbox and relay; Redis for state);
+``--state cluster`` runs ``cluster`` alone (RabbitMQ as broker, a private Redis Cluster of three
+masters with a replica each for state: its six nodes' CPU is counted as ``redis``).
 Redis is a private redis-server with AOF ``everysec``, as in ``bench_distributed``.
 
 For each number of worker processes P (1, 2, 4) on the ``bench`` queue, three closed loops,
@@ -24,6 +26,7 @@ Layouts: ``prefork`` is one prefork worker with ``-c P``; ``separate`` is P pref
 with ``-c 1`` (P main processes, P relays).
 
     .venv/bin/python -m benchmarks.bench_scaling [--broker redis|rabbitmq|both] [--seconds 15]
+        [--state redis|cluster]
         [--layout prefork|separate|both] [--processes 1 2 4] [--out results.json]
 """
 
@@ -36,15 +39,14 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.client import Client, RunHandle
-from tests.harness import RedisServer, Worker, worker_env
-from tests.rabbit import RabbitServer, tagged_pids
+from benchmarks.servers import CONFIGS, Servers, check_config, servers
+from tests.harness import Worker, worker_env
+from tests.rabbit import tagged_pids
 
 TICK = os.sysconf("SC_CLK_TCK")
 IMPORTS = ["benchmarks.flows"]
@@ -79,8 +81,7 @@ def descendants(pid: int) -> list[int]:
 class Stack:
     """The processes of one configuration whose CPU is counted, by role."""
 
-    redis: RedisServer
-    rabbit: RabbitServer | None
+    servers: Servers
     workers: list[Worker] = field(default_factory=list)
 
     def pids(self) -> dict[str, list[int]]:
@@ -88,12 +89,18 @@ class Stack:
             # a prefork worker's main process consumes, dispatches and relays; its pool runs tasks
             "worker_main": [w.proc.pid for w in self.workers if w.proc],
             "worker_pool": [p for w in self.workers if w.proc for p in descendants(w.proc.pid)[1:]],
-            "redis": [self.redis.proc.pid] if self.redis.proc else [],
+            "redis": redis_pids(self.servers),
             "client": [os.getpid()],
         }
-        if self.rabbit is not None:
-            roles["rabbitmq"] = tagged_pids(self.rabbit.tag)
+        if self.servers.rabbit is not None:
+            roles["rabbitmq"] = tagged_pids(self.servers.rabbit.tag)
         return roles
+
+
+def redis_pids(srv: Servers) -> list[int]:
+    """The state's redis-server processes: the one Redis, or every node of the cluster."""
+    nodes = [srv.redis] if srv.cluster is None else srv.cluster.nodes
+    return [n.proc.pid for n in nodes if n is not None and n.proc is not None]
 
 
 def cpu_snapshot(stack: Stack) -> dict[str, dict[int, float]]:
@@ -211,41 +218,24 @@ def stop_workers(workers: list[Worker]) -> None:
         worker.stop()
 
 
-@contextmanager
-def servers(tmp: Path, broker: str) -> Iterator[Stack]:
-    """A private redis-server (AOF everysec) and, for ``rabbitmq``, a private RabbitMQ node."""
-    with ExitStack() as stack:
-        (tmp / "redis").mkdir()
-        redis = RedisServer(tmp / "redis", appendfsync="everysec")
-        redis.start()
-        stack.callback(redis.stop)
-        rabbit = None
-        if broker == "rabbitmq":
-            (tmp / "rabbit").mkdir()
-            rabbit = RabbitServer(tmp / "rabbit")
-            stack.callback(rabbit.stop)
-            rabbit.start()
-        yield Stack(redis, rabbit)
-
-
-def bench_config(broker: str, args: argparse.Namespace) -> dict[str, Any]:
+def bench_config(config: str, args: argparse.Namespace) -> dict[str, Any]:
     """Every layout and process count of one configuration, on fresh servers."""
     from app.celery_app import create_app
     from config import Settings
 
-    tmp = Path(tempfile.mkdtemp(prefix=f"baton-scaling-{broker}-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"baton-scaling-{config}-"))
     results: dict[str, Any] = {}
-    with servers(tmp, broker) as stack:
-        broker_url = stack.rabbit.url if stack.rabbit else None
+    with servers(tmp, *CONFIGS[config]) as srv:
+        stack, broker_url, state_url = Stack(srv), srv.broker_url, srv.state_url
         extra = {"BATON_BROKER_URL": broker_url} if broker_url else {}
-        env = worker_env(stack.redis.url, tmp, BATON_IMPORTS=json.dumps(IMPORTS), **extra)
-        settings = Settings(redis_url=stack.redis.url, broker_url=broker_url, imports=IMPORTS)
+        env = worker_env(state_url, tmp, BATON_IMPORTS=json.dumps(IMPORTS), **extra)
+        settings = Settings(redis_url=state_url, broker_url=broker_url, imports=IMPORTS)
         client = Client(runtime=create_app(settings)[1])
         for layout in layouts(args.layout):
             for processes in args.processes:
                 key = f"{layout}/{processes}"
                 results[key] = bench_processes(client, stack, env, layout, processes, args)
-                print(f"[{broker} {key}] {compact(results[key])}", flush=True)
+                print(f"[{config} {key}] {compact(results[key])}", flush=True)
     return results
 
 
@@ -316,6 +306,7 @@ def rate_cell(value: float, base: float) -> str:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--broker", choices=["redis", "rabbitmq", "both"], default="both")
+    parser.add_argument("--state", choices=["redis", "cluster"], default="redis")
     parser.add_argument("--layout", choices=["prefork", "separate", "both"], default="prefork")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--seconds", type=float, default=15.0)
@@ -326,13 +317,21 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fans", type=int, default=4)
     parser.add_argument("--width", type=int, default=100)
     parser.add_argument("--out", type=Path)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.state == "cluster" and args.broker == "both":
+        args.broker = "rabbitmq"  # the one configuration with a cluster state
+    if (problem := check_config(args.broker, args.state)) is not None:
+        parser.error(problem)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    brokers = ["redis", "rabbitmq"] if args.broker == "both" else [args.broker]
-    results = {broker: bench_config(broker, args) for broker in brokers}
+    if args.state == "cluster":
+        configs = ["cluster"]
+    else:
+        configs = ["redis", "rabbitmq"] if args.broker == "both" else [args.broker]
+    results = {config: bench_config(config, args) for config in configs}
     meta = {"cpu_count": os.cpu_count(), "args": {k: str(v) for k, v in vars(args).items()}}
     print(json.dumps({"meta": meta, "results": results}, indent=2))
     print(markdown(results))

@@ -236,7 +236,7 @@ class Keys:
 
     def outbox_bell(self) -> str:
         """List (cluster only): bucket numbers whose outbox got entries, pushed after the write
-        that filled it, so a relay wakes at once (``BLMPOP``); only a hint, since no write can
+        that filled it, so a relay wakes at once (``BRPOP``); only a hint, since no write can
         ring it atomically across slots: relays also sweep every bucket now and then."""
         return f"{self.prefix}:outbox:bell"
 

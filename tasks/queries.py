@@ -22,6 +22,7 @@ import redis.asyncio
 
 from config.settings import CLUSTER_SCHEME
 from tasks import heartbeat
+from tasks.cluster import cluster_client, on_node
 from tasks.keys import Keys
 from tasks.protocol import (
     DeadLetter,
@@ -269,7 +270,9 @@ def follow_log(
 ) -> list[LogEntry]:
     """Entries after the id ``after``; with ``block_ms``, wait up to that long for one."""
     with store_errors():
-        got = rt.redis.xread({rt.keys.events(run_id): after}, count=count, block=block_ms)
+        key = rt.keys.events(run_id)
+        # on a cluster, on its master's own client: XREAD's keys are not read locally
+        got = on_node(rt.redis, key, lambda r: r.xread({key: after}, count=count, block=block_ms))
     return [parse_entry(i, fields) for _, entries in got or [] for i, fields in entries]
 
 
@@ -431,8 +434,6 @@ def ping(url: str) -> None:
     """Check that the Redis at ``url`` answers; any Redis error is StoreUnavailableError.
 
     The message never contains the URL (it may hold a password)."""
-    from tasks.runtime import cluster_client  # runtime imports this module
-
     client = (
         cluster_client(url, socket_connect_timeout=1, socket_timeout=2)
         if url.startswith(f"{CLUSTER_SCHEME}://")

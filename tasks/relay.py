@@ -18,7 +18,7 @@ Each worker's main process runs one relay thread:
 
 On a Redis Cluster each bucket has its outbox (``tasks.keys``), and no relay can block on them
 all: a write that filled one rings the bell list afterwards, naming its bucket, and relays
-``BLMPOP`` the bell instead, then take from the buckets it names; every ``SWEEP_EVERY`` seconds a
+``BRPOP`` the bell instead, then take from the buckets it names; every ``SWEEP_EVERY`` seconds a
 relay also looks in every bucket, since a ring is only a hint (a process may die between its
 write and its ring).
 
@@ -169,11 +169,11 @@ class Relay(threading.Thread):
             self.swept = time.monotonic()
             return list(k.all_buckets())
         bell = k.outbox_bell()
-        if block is not None:  # up to a batch of rings in one command
-            got = r.blmpop(block, 1, bell, direction="RIGHT", count=self.batch)
-            rung = got[1] if got else []
-        else:
+        if block is None:
             rung = r.rpop(bell, self.batch) or []
+        else:  # one ring (BRPOP: redis-py asks a node for BLMPOP's keys, a round trip more)
+            got = r.brpop([bell], timeout=block)
+            rung = [got[1]] if got else []
         return sorted({int(b) for b in rung})
 
     def _relay_bucket(self, bucket: int, block: float | None = None) -> int:

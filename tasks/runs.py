@@ -166,11 +166,15 @@ def _create_replicated(
     whose submit returned survives its master's failover (replication is asynchronous; a
     step's lost write is repaired by the reaper from its in-flight record, a lost run would
     be gone). With no replica in time, the run is kept and a warning logged."""
-    node = rt.submit_redis.get_node_from_key(keys[0])
-    pipe = node.redis_connection.pipeline(transaction=False)  # one connection: WAIT sees it
-    pipe.eval(scripts.CREATE, len(keys), *keys, *args)
-    pipe.wait(1, int(min(REPLICA_WAIT, timeout / 2) * 1000))
-    (outcome, existing), replicas = pipe.execute()
+
+    def create(node: Any) -> list[Any]:
+        pipe = node.pipeline(transaction=False)  # one connection: WAIT sees the write
+        pipe.eval(scripts.CREATE, len(keys), *keys, *args)
+        pipe.wait(1, int(min(REPLICA_WAIT, timeout / 2) * 1000))
+        return list(pipe.execute())
+
+    # a retry after a failover writes nothing twice: CREATE finds the run (or its claim)
+    (outcome, existing), replicas = rt.on_submit_node(keys[0], create)
     if int(outcome) == 1 and not int(replicas):
         log.warning("submit: no replica confirmed run %s in time", args[1])
     return outcome, existing

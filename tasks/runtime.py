@@ -11,18 +11,19 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import redis
 from celery import Celery
 from redis.backoff import NoBackoff
-from redis.cluster import ClusterPipeline, RedisCluster
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from config import Settings, Topology, load_topology
 from config.settings import CLUSTER_SCHEME
 from tasks import scripts
+from tasks.cluster import ClusterScript, cluster_client, on_node
 from tasks.keys import Keys
 from tasks.loop import current_limit, current_loop
 from tasks.placement import Placement
@@ -98,11 +99,17 @@ class Runtime:
         local = time.monotonic()
         if local - measured > CLOCK_REFRESH:
             before = time.time()
-            seconds, micros = self.submit_redis.time()
+            seconds, micros = self.on_submit_node(None, lambda node: node.time())
             after = time.time()
             offset = seconds + micros / 1e6 - (before + after) / 2
             self._clock = (offset, local)
         return time.time() + offset
+
+    def on_submit_node(self, key: str | None, call: Callable[[Any], T]) -> T:
+        """``call`` with the submit client, or on a cluster with its client of ``key``'s
+        master (``tasks.cluster.on_node``); a timeout is not retried (the submit's deadline
+        decides it)."""
+        return on_node(self.submit_redis, key, call)
 
     def script(self, name: str, client: Any = None) -> Any:
         """A registered Lua script (EVALSHA with automatic reload), on ``client`` if given."""
@@ -169,29 +176,6 @@ class Runtime:
         """The task ``task_id`` of ``run_id`` is done with its message (on ``pipe``)."""
         if task_id:
             pipe.hdel(self.keys.inflight(run_id), task_id)
-
-
-class ClusterScript:
-    """A Lua script on a Redis Cluster: EVALSHA on the client (redis-py routes it by its keys'
-    slot, and reloads the script on NOSCRIPT), EVAL on a pipeline: redis-py's cluster pipeline
-    refuses EVALSHA, and EVAL also survives a promoted replica's empty script cache."""
-
-    def __init__(self, script: Any) -> None:
-        self.script = script
-
-    def __call__(self, keys: Any = (), args: Any = (), client: Any = None) -> Any:
-        keys, args = list(keys or ()), list(args or ())
-        if isinstance(client, ClusterPipeline):
-            run: Any = client.execute_command  # untyped in redis-py
-            return run("EVAL", self.script.script, len(keys), *keys, *args)
-        return self.script(keys=keys, args=args, client=client)
-
-
-def cluster_client(url: str, **options: Any) -> Any:
-    """A Redis Cluster client from a ``redis+cluster://host:port`` URL (any node's address:
-    it discovers the rest, and follows failovers)."""
-    plain = "redis://" + url.removeprefix(f"{CLUSTER_SCHEME}://")
-    return RedisCluster.from_url(plain, decode_responses=True, **options)
 
 
 def redis_client(url: str, max_connections: int = 1000) -> Any:

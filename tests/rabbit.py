@@ -27,7 +27,8 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kombu import Connection
@@ -262,3 +263,17 @@ class RabbitServer:
         for proc in (self.node, self.epmd):
             if proc is not None:
                 proc.poll()
+
+
+@contextmanager
+def running_rabbit(node_dir: Path) -> Iterator[RabbitServer]:
+    """A RabbitMQ node of our own in ``node_dir`` (tests may kill -9 and restart it), stopped
+    at the end with nothing of it left running."""
+    server = RabbitServer(node_dir)
+    server.dir.mkdir()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        assert not server.leftovers(), f"rabbit processes left behind: {server.leftovers()}"

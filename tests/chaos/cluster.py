@@ -60,14 +60,27 @@ class Cluster:
         self.workers: list[Worker] = []
         self._generation: Counter[str] = Counter()
 
-    def start(self) -> None:
+    @property
+    def url(self) -> str:
+        """``BATON_REDIS_URL`` of the state store."""
+        return self.redis.url
+
+    def start_state(self) -> None:
         self.redis.start()
+
+    def stop_state(self) -> None:
+        if self.redis.proc is not None and self.redis.proc.poll() is None:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)  # never leave it frozen
+        self.redis.stop()
+
+    def start(self) -> None:
+        self.start_state()
         broker = {}
         if self.rabbit is not None:
             self.rabbit.start()
             broker = {"BATON_BROKER_URL": self.rabbit.url}
         env = worker_env(
-            self.redis.url,
+            self.url,
             self.workdir,
             **broker,
             BATON_IMPORTS='["tests.chaos.flows"]',
@@ -86,7 +99,7 @@ class Cluster:
     def settings(self) -> Settings:
         """What a client of this cluster uses (the same limits as the workers)."""
         return Settings(
-            redis_url=self.redis.url,
+            redis_url=self.url,
             broker_url=None if self.rabbit is None else self.rabbit.url,
             key_prefix=self.prefix,
             imports=["tests.chaos.flows"],
@@ -99,9 +112,7 @@ class Cluster:
         with self.lock:
             for worker in self.workers:
                 worker.stop()
-            if self.redis.proc is not None and self.redis.proc.poll() is None:
-                os.kill(self.redis.proc.pid, signal.SIGCONT)  # never leave it frozen
-            self.redis.stop()
+            self.stop_state()
             if self.rabbit is not None:
                 self.rabbit.stop()
 

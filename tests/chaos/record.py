@@ -96,6 +96,14 @@ class ChaosResult:
     def ok(self) -> bool:
         return not any(self.headline().values()) and not self.suite_errors
 
+    def assert_clean(self, cfg: ChaosConfig) -> None:
+        """Every fault kind done once, every run submitted, every headline count 0: what a
+        test of the short suite asserts (the table says what went wrong)."""
+        assert self.faults == dict.fromkeys(cfg.fault_kinds, 1), self.table()
+        assert not self.suite_errors, self.table()
+        assert self.runs_submitted == cfg.runs, self.table()
+        assert self.headline() == dict.fromkeys(HEADLINES, 0), self.table()
+
     def table(self) -> str:
         """The final report, for people."""
         rows = [

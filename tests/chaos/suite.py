@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
@@ -43,15 +44,16 @@ from tests.harness import ROOT
 from workflows import BatonError
 
 
-def run_chaos(cfg: ChaosConfig) -> ChaosResult:
-    """Start the cluster, drive the runs under faults, then measure; always cleans up (the
-    work dir stays when something failed, or with ``keep`` or a given ``workdir``)."""
+def run_chaos(cfg: ChaosConfig, parts: type[Cluster] = Cluster) -> ChaosResult:
+    """Start the cluster (``parts``: its servers, workers and faults), drive the runs under
+    faults, then measure; always cleans up (the work dir stays when something failed, or with
+    ``keep`` or a given ``workdir``)."""
     started = time.monotonic()
     workdir = cfg.workdir or Path(tempfile.mkdtemp(prefix="baton-chaos-"))
     prefix = f"chaos{cfg.seed}-{uuid.uuid4().hex[:6]}"
     settings = {**asdict(cfg), "workdir": str(workdir), "prefix": prefix, "code": _code()}
     result = ChaosResult(settings=settings, workdir=str(workdir))
-    cluster = Cluster(cfg, workdir, prefix)
+    cluster = parts(cfg, workdir, prefix)
     monitor = Monitor(cluster, result)
     try:
         cluster.start()
@@ -200,9 +202,11 @@ def parse_config(argv: list[str] | None = None) -> tuple[ChaosConfig, Path | Non
     return cfg, args.json
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, run: Callable[[ChaosConfig], ChaosResult] = run_chaos
+) -> int:
     cfg, json_path = parse_config(argv)
-    result = run_chaos(cfg)
+    result = run(cfg)
     print(result.table())
     line = json.dumps(asdict(result), sort_keys=True)
     print(line)

@@ -17,7 +17,7 @@ from tests.chaos import measure
 from tests.chaos.cluster import FAULT_KINDS
 from tests.chaos.driver import Outcome
 from tests.chaos.flows import plan_run
-from tests.chaos.record import HEADLINES, ChaosConfig, ChaosResult
+from tests.chaos.record import ChaosConfig, ChaosResult
 from tests.chaos.suite import run_chaos
 
 
@@ -26,11 +26,9 @@ from tests.chaos.suite import run_chaos
 def test_runs_survive_worker_kills_redis_restarts_freezes_and_poison_with_nothing_lost_or_doubled(
     tmp_path: Path,
 ) -> None:
-    result = run_chaos(ChaosConfig.short(workdir=tmp_path))
-    assert result.faults == dict.fromkeys(FAULT_KINDS, 1), result.table()
-    assert not result.suite_errors, result.table()
-    assert result.runs_submitted == ChaosConfig.short().runs, result.table()
-    assert result.headline() == dict.fromkeys(HEADLINES, 0), result.table()
+    cfg = ChaosConfig.short(workdir=tmp_path)
+    assert cfg.fault_kinds == FAULT_KINDS
+    run_chaos(cfg).assert_clean(cfg)
 
 
 @pytest.mark.integration
@@ -41,11 +39,7 @@ def test_the_same_holds_with_rabbitmq_as_the_broker_killed_and_restarted_too(
     # fewer runs than the Redis setting (48 over 30 s), every fault kind still once: the
     # default suite's time; `bash scripts/chaos.sh --short --broker rabbitmq` runs 80
     cfg = ChaosConfig.short(workdir=tmp_path, broker="rabbitmq", runs=48)
-    result = run_chaos(cfg)
-    assert result.faults == dict.fromkeys(cfg.fault_kinds, 1), result.table()
-    assert not result.suite_errors, result.table()
-    assert result.runs_submitted == cfg.runs, result.table()
-    assert result.headline() == dict.fromkeys(HEADLINES, 0), result.table()
+    run_chaos(cfg).assert_clean(cfg)
 
 
 def test_the_suite_counts_executions_after_the_answer_and_beyond_the_retry_policy(

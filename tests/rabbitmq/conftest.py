@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.harness import ROOT, RedisServer, Worker
-from tests.rabbit import RabbitServer
+from tests.rabbit import RabbitServer, running_rabbit
 
 StartRabbitWorker = Callable[..., Worker]  # start(queue, arguments=None) -> a ready worker
 
@@ -30,14 +30,8 @@ def rabbit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def rabbit(rabbit_dir: Path) -> Iterator[RabbitServer]:
     """A RabbitMQ node of our own (tests may kill -9 and restart it); nothing survives it."""
-    server = RabbitServer(rabbit_dir / "node")
-    server.dir.mkdir()
-    try:
-        server.start()
+    with running_rabbit(rabbit_dir / "node") as server:
         yield server
-    finally:
-        server.stop()
-        assert not server.leftovers(), f"rabbit processes left behind: {server.leftovers()}"
 
 
 @pytest.fixture(scope="session")

@@ -107,8 +107,8 @@ def test_an_invalid_redis_url_is_named_without_echoing_its_password(
     with pytest.raises(ConfigurationError) as info:
         Settings()
     assert info.value.message == (
-        "BATON_REDIS_URL is invalid: expected a redis://, rediss://, unix:// or redis+cluster:// URL "
-            "(scheme 'http')"
+        "BATON_REDIS_URL is invalid: expected a redis://, rediss://, unix:// or redis+cluster:// "
+        "URL (scheme 'http')"
     )
 
 
