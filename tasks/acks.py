@@ -58,12 +58,20 @@ class AckBatcher(threading.Thread):
                 self.wake.set()
         self.flush()
 
-    def flush(self) -> bool:
-        """Forget every pending tag in Redis; False (the failed ones kept) if Redis is away."""
+    def flush(self, only: Any = None) -> bool:
+        """Forget every pending tag in Redis (``only``: that QoS's); False (the failed ones
+        kept) if Redis is away. A closed channel's tags are dropped: a visibility sweep
+        restores them, and their redelivery finds the messages finished."""
         with self.lock:
-            batches, self.pending = self.pending, {}
+            if only is None:
+                batches, self.pending = self.pending, {}
+            else:
+                batches = {only: self.pending.pop(only)} if only in self.pending else {}
         ok = True
         for qos, tags in batches.items():
+            if getattr(qos.channel, "connection", None) is None:
+                log.debug("acks: %d acks of a closed channel left to a sweep", len(tags))
+                continue
             try:
                 with qos.channel.conn_or_acquire() as client:
                     pipe = client.pipeline(transaction=False)
@@ -97,4 +105,11 @@ def batch_acks() -> None:
 
     ack.baton_batched = True  # type: ignore[attr-defined]
     qos.ack = ack
+    restore = qos.restore_unacked_once
+
+    def restore_unacked_once(self: Any, stderr: Any = None) -> Any:
+        batcher.flush(only=self)  # the channel closes next: its acks go first
+        return restore(self, stderr)
+
+    qos.restore_unacked_once = restore_unacked_once
     run_while_worker_lives(lambda _: batcher, join=2.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery.worker.consumer import consumer as celery_consumer
+from celery.worker.consumer import events as celery_events_step
 from kombu.transport import redis as kombu_redis
 
 from tasks import deadletters
@@ -156,6 +158,18 @@ def batched_task_events() -> None:
 
     on_send_event_buffered.baton_batched = True  # type: ignore[attr-defined]
     consumer.on_send_event_buffered = on_send_event_buffered
+    # a flush due on a timer would not run once the loop stops: flush what is buffered when
+    # the consumer closes its dispatcher (shutdown, reconnect), as Celery's next-turn flush did
+    events: Any = celery_events_step.Events
+    close = events._close
+
+    def _close(self: Any, c: Any) -> Any:
+        if c.event_dispatcher is not None:
+            with contextlib.suppress(Exception):  # the broker away: Celery drops them too
+                c.event_dispatcher.flush()
+        return close(self, c)
+
+    events._close = _close
 
 
 def guard_unacked_restore() -> None:

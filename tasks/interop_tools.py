@@ -142,7 +142,7 @@ def push_call(rt: Runtime, spec: ToolSpec, pipe: Any, m: Message, delay: float =
     if delay > 0:
         pipe.zadd(timers, {TimerEntry(key, envelope).dump(): server + delay})
     else:
-        pipe.lpush(key, envelope)  # the relays' bell: ``Runtime.send`` rings it
+        pipe.lpush(key, envelope)  # the caller rings the relays' bell once this is written
     due = server + delay + time_limit(rt, spec)
     pipe.zadd(timers, {TimerEntry(guard_key, guard_envelope).dump(): due})
 
@@ -230,6 +230,8 @@ def _retry(
     push_call(rt, spec, writes, message, delay)
     claim = rt.redis.register_script(CLAIM)
     claim(keys=[inflight], args=[t.task_id, writes.to_json()])
+    if not delay:  # pushed at once: tell the relays (a cluster), after the write
+        rt.ring(rt.redis, rt.keys.bucket_of(t.run))
 
 
 def _span(

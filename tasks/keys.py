@@ -234,6 +234,12 @@ class Keys:
         confirmed by the broker (put back on that outbox if the relay dies)."""
         return f"{self._in(bucket)}:outbox:relaying:{relay}"
 
+    def bucket_count(self) -> str:
+        """String (cluster only): the bucket count the cluster's keys were written with; a
+        worker configured otherwise would look for runs where they are not, so it refuses to
+        start (``tasks.worker``)."""
+        return f"{self._in(0)}:buckets"
+
     def outbox_bell(self) -> str:
         """List (cluster only): bucket numbers whose outbox got entries, pushed after the write
         that filled it, so a relay wakes at once (``BRPOP``); only a hint, since no write can

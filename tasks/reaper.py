@@ -303,14 +303,18 @@ def _restamp(rt: Runtime, waiting: list[Inflight], at: float) -> None:
     stale = [c for c in waiting if c.due < at]
     if not stale:
         return
-    script = rt.script("RESTAMP")
-    for i in range(0, len(stale), PAGE):
-        chunk = stale[i : i + PAGE]
-        args: list[str] = []
-        for c in chunk:
-            old = hashlib.sha1(c.raw.encode()).hexdigest()  # a checksum, not security
-            args += [c.task_id, old, InflightRecord(at, c.message()).to_json()]
-        script(keys=[rt.keys.inflight(c.run_id) for c in chunk], args=args)
+    script, k = rt.script("RESTAMP"), rt.keys
+    by_bucket: dict[int, list[Inflight]] = {}  # a script's keys share a slot (a cluster)
+    for c in stale:
+        by_bucket.setdefault(k.bucket_of(c.run_id), []).append(c)
+    for records in by_bucket.values():
+        for i in range(0, len(records), PAGE):
+            chunk = records[i : i + PAGE]
+            args: list[str] = []
+            for c in chunk:
+                old = hashlib.sha1(c.raw.encode()).hexdigest()  # a checksum, not security
+                args += [c.task_id, old, InflightRecord(at, c.message()).to_json()]
+            script(keys=[k.inflight(c.run_id) for c in chunk], args=args)
 
 
 def _resend(rt: Runtime, lost: list[Inflight]) -> int:

@@ -155,7 +155,14 @@ class Relay(threading.Thread):
         ``block`` seconds for one); returns how many were published."""
         if not self.rt.keys.buckets:
             return self._relay_bucket(0, block)
-        return sum(self._relay_bucket(b) for b in self._buckets_to_relay(block))
+        buckets = self._buckets_to_relay(block)
+        published = sum(self._relay_bucket(b) for b in buckets)
+        if buckets and not published:
+            # a stale ring (its entries went with an earlier one's batch): rings pile up
+            # under load, so take the rest of them at once, each bucket once
+            stale = self.rt.redis.rpop(self.rt.keys.outbox_bell(), self.batch) or []
+            published += sum(self._relay_bucket(b) for b in sorted({int(x) for x in stale}))
+        return published
 
     def _buckets_to_relay(self, block: float | None) -> list[int]:
         """On a cluster (an outbox per bucket): the buckets whose relaying list this relay

@@ -30,6 +30,7 @@ class Loaded:
     effects_done: dict[str, int]
     root: str
     parent: CallAddress | None
+    journal_stored: bool = True  # its journal hash existed (even empty: deleted at the end)
 
 
 @dataclass

@@ -66,7 +66,7 @@ def load(d: Delivery) -> Loaded | None:
         runs.fail_run(d.rt, d.run_id, info, parent=parent)
         return None
     journal, effects = parse_journal_hash(raw_journal)
-    return Loaded(journal, effects, root or d.run_id, parent)
+    return Loaded(journal, effects, root or d.run_id, parent, bool(raw_journal))
 
 
 def _resend_outputs(d: Delivery, done: str) -> None:

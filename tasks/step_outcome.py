@@ -21,7 +21,7 @@ from tasks.protocol import (
     WaiterRecord,
     compact,
 )
-from tasks.step_delivery import Delivery
+from tasks.step_delivery import Delivery, Loaded
 from tasks.step_hop import Hop
 from workflows._engine import core
 from workflows._engine.backend import Invocation
@@ -51,9 +51,7 @@ def effects_hop(d: Delivery, backend: RedisBackend, inv: Invocation) -> Hop:
     return hop
 
 
-def completed(
-    d: Delivery, hop: Hop, inv: Invocation, outcome: Completed, parent: CallAddress | None
-) -> Attempt:
+def completed(d: Delivery, hop: Hop, inv: Invocation, outcome: Completed, state: Loaded) -> Attempt:
     """The step returned: log its output, send what accepts it, end the run on a StopEvent
     and mark the invocation done, all in one round trip."""
     for event in outcome.emitted.events:
@@ -74,12 +72,13 @@ def completed(
     if finish is not None:
         answer = runs.finish_run(d.rt, d.run_id, finish.result, finish.stop_event, hop.pipe)
     hop.mark_done(inv.id)
-    if inv.journal or inv.effects_done:  # else no journal was loaded or written: none to drop
+    # none was stored or written (by this run's calls, edits or collects): none to drop
+    if state.journal_stored or inv.journal or inv.effects_done:
         hop.pipe.delete(d.rt.keys.journal(d.run_id, inv.id))
     span = d.span(SpanOutcome.COMPLETED)
     replies = hop.commit(span)
     if answer is not None:
-        runs.after_end(d.rt, d.run_id, replies[end_at], parent, answer)
+        runs.after_end(d.rt, d.run_id, replies[end_at], state.parent, answer)
     return Attempt(span)
 
 

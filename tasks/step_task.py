@@ -93,7 +93,7 @@ class StepTask:
         outcome = d.rt.run(execute(workflow, d.step, Context(backend, inv), inv))
         hop = effects_hop(d, backend, inv)
         if isinstance(outcome, Completed):
-            return completed(d, hop, inv, outcome, state.parent)
+            return completed(d, hop, inv, outcome, state)
         if isinstance(outcome, Suspended):
             return suspended(d, hop, inv, outcome, loaded)
         return failed(d, hop, inv, outcome, loaded, state.parent)

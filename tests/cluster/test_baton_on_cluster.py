@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from app.client import Client, RunHandle
+from tasks import reaper
 from tasks.keys import root_run_id
+from tasks.protocol import InflightRecord
 from tests.cluster.conftest import (
     QUEUES,
     cluster_client,
@@ -30,7 +32,7 @@ from tests.cluster.conftest import (
     run_keys_by_master,
     unique_prefix,
 )
-from tests.harness import Worker, eventually
+from tests.harness import ProcessDied, Worker, eventually
 from tests.integration.test_examples_both_runtimes import (
     CASES,
     _plain,
@@ -275,3 +277,48 @@ def test_a_client_submits_into_a_promoted_replicas_slots_at_the_first_try(
         assert _plain(after.result(timeout=60)) == _plain(expected)
     finally:
         worker.stop()
+
+
+def test_the_reaper_restamps_waiting_messages_of_runs_in_many_buckets_in_one_sweep(
+    redis_cluster: LocalRedisCluster, cluster_rabbit: RabbitServer
+) -> None:
+    """Messages still in the outboxes (no worker relays them) are overdue and found waiting:
+    one sweep restamps them all, though their runs sit in different buckets, hence slots (one
+    script over all of them would be refused: CROSSSLOT)."""
+    client = cluster_client(
+        cluster_url(redis_cluster.nodes[0]), own_vhost(cluster_rabbit), unique_prefix("rp")
+    )
+    rt = client.runtime
+    handles = [client.submit("Outer", x=i) for i in range(8)]
+    assert len({rt.keys.bucket_of(h.run_id) for h in handles}) > 1
+
+    def dues() -> dict[str, float]:
+        records = [
+            InflightRecord.from_json(raw)
+            for h in handles
+            for raw in rt.redis.hvals(rt.keys.inflight(h.run_id))
+        ]
+        return {r.message.task_id: r.due for r in records}
+
+    before = dues()
+    assert len(before) == len(handles)
+    lost_after = 0.01  # RabbitMQ is trusted for 10 of these past due: then each is a suspect
+    eventually(lambda: time.time() > max(before.values()) + 20 * lost_after, what="overdue")
+    assert reaper.sweep(rt, lost_after, reaper.Suspects(gap=60.0)) == 0  # all found waiting
+    after = dues()
+    assert after.keys() == before.keys()
+    assert all(after[t] > before[t] for t in before)  # every one restamped
+
+
+def test_a_worker_with_another_bucket_count_than_the_clusters_runs_refuses_to_start(
+    redis_cluster: LocalRedisCluster, cluster_rabbit: RabbitServer, tmp_path: Path
+) -> None:
+    """Runs are found by their bucket: a worker counting buckets otherwise would look for every
+    run in the wrong place, so it stops at start with the count to set."""
+    url, prefix = cluster_url(redis_cluster.nodes[0]), unique_prefix("bk")
+    broker = own_vhost(cluster_rabbit)
+    first = Worker(cluster_env(url, broker, tmp_path, prefix), QUEUES, concurrency=1).start()
+    first.stop()  # it recorded the default count, 16
+    env = {**cluster_env(url, broker, tmp_path, prefix), "BATON_STATE_BUCKETS": "8"}
+    with pytest.raises(ProcessDied, match="BATON_STATE_BUCKETS is 8, but this cluster's runs"):
+        Worker(env, QUEUES, concurrency=1, name="buckets8@test").start()

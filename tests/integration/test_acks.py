@@ -80,3 +80,19 @@ def test_acks_that_find_redis_away_are_kept_and_sent_once_it_is_back(
         assert batcher.flush()
         r = client(server)
         assert r.hlen(qos.unacked_key) == 0 and r.zcard(qos.unacked_index_key) == 0
+
+
+def test_acks_of_a_closed_channel_are_left_to_a_sweep_not_retried_forever(
+    server: RedisServer,
+) -> None:
+    conn = Connection(server.url)
+    qos, tags = take(conn, 3)
+    batcher = AckBatcher()
+    for tag in tags:  # what the patched ``QoS.ack`` does
+        batcher.add(qos, tag)
+        virtual.QoS.ack(qos, tag)
+    conn.close()  # a reconnect closed the channel before the flush
+    assert batcher.flush()
+    assert not batcher.pending
+    # their payloads stay restorable: a visibility sweep brings them back
+    assert client(server).hlen(qos.unacked_key) == 3

@@ -19,7 +19,7 @@ import pytest
 
 from app.client import Client
 from tasks.protocol import SpanKind, SpanOutcome
-from tests.harness import Worker, eventually
+from tests.harness import StartWorker, Worker, eventually
 from tests.integration.tool_error_flows import TriesTool
 from workflows import StepFailedError
 
@@ -211,3 +211,28 @@ def test_task_events_reach_flower_batched_fewer_messages_than_tasks(
     finally:
         pubsub.close()
     assert 0 < carrying < len(tasks), f"{carrying} event messages for {len(tasks)} tasks"
+
+
+def test_a_worker_stopped_right_after_its_tasks_still_publishes_their_events(
+    isolated_client: Client, isolated_workers: StartWorker
+) -> None:
+    """Batched events wait up to 50 ms for their flush: a warm shutdown flushes them as the
+    consumer closes, so Flower never shows a finished task as still running."""
+    worker = isolated_workers("itest", "evstop")
+    captured = Events(isolated_client)
+    captured.thread.start()
+    try:
+        assert captured.ready.wait(30), "no worker event reached the receiver"
+        handle = isolated_client.submit("FanIn", n=3)
+        assert handle.result(timeout=30) == [0, 2, 4]
+        rt = isolated_client.runtime
+        # every task returned and was acked (its task-succeeded sent to the buffer)
+        eventually(lambda: rt.redis.hlen(rt.keys.unacked()) == 0, what="every task acked")
+        worker.stop()  # SIGTERM at once: the last events may still wait for their flush
+        tasks = received(captured, handle.run_id, 7)  # fan, 3 work, 3 collect
+        eventually(
+            lambda: len(captured.of(set(tasks), "task-succeeded")) == 7 or None,
+            what="every task's task-succeeded after the worker stopped",
+        )
+    finally:
+        captured.close()
