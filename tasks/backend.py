@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
+
+import redis
 
 from tasks.runtime import Runtime
 from workflows._engine import core
@@ -53,6 +55,18 @@ class RedisBackend:
         self.spec = workflow.spec
         self.state_type = state_type_of(workflow)
         self.effects: list[Effect] = []
+        # Redis failing under one of Baton's calls from the step's code: the store is away,
+        # which is no failure of the step; the step task re-raises it (the message comes back)
+        # whatever the step's code did with it
+        self.store_error: redis.RedisError | None = None
+
+    @contextmanager
+    def _store(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            self.store_error = exc
+            raise
 
     async def call_tool(
         self, inv: Invocation, call_id: str, spec: ToolSpec, args: dict[str, Any]
@@ -98,42 +112,47 @@ class RedisBackend:
         for tag in expected:
             counts[tag] = counts.get(tag, 0) + 1
         pairs = [x for tag, n in counts.items() for x in (tag, n)]
-        answer = self.rt.script("COLLECT")(
-            keys=[
-                k.journal(self.run_id, inv.id),
-                k.buffer(self.run_id, buffer_id),
-                k.counts(self.run_id, buffer_id),
-            ],
-            args=[
-                call_id,
-                type(event).type_tag,
-                dumps(event),
-                self.rt.settings.retention_seconds,
-                *pairs,
-            ],
-        )
+        with self._store():
+            answer = self.rt.script("COLLECT")(
+                keys=[
+                    k.journal(self.run_id, inv.id),
+                    k.buffer(self.run_id, buffer_id),
+                    k.counts(self.run_id, buffer_id),
+                ],
+                args=[
+                    call_id,
+                    type(event).type_tag,
+                    dumps(event),
+                    self.rt.settings.retention_seconds,
+                    *pairs,
+                ],
+            )
         entry = inv.journal[call_id] = JournalEntry.from_json(answer)
         if entry.value is None:
             return None
         return core.arrange([decode_event(e) for e in entry.value], expected)
 
     async def store_get(self, key: str) -> Any:
-        raw = self.rt.redis.hget(self.rt.keys.store(self.run_id), key)
+        with self._store():
+            raw = self.rt.redis.hget(self.rt.keys.store(self.run_id), key)
         return MISSING if raw is None else json.loads(raw)
 
     async def store_all(self) -> dict[str, Any]:
-        raw = self.rt.redis.hgetall(self.rt.keys.store(self.run_id))
+        with self._store():
+            raw = self.rt.redis.hgetall(self.rt.keys.store(self.run_id))
         return {key: json.loads(value) for key, value in raw.items()}
 
     async def store_set(self, key: str, value: Any) -> None:
-        self.rt.redis.hset(self.rt.keys.store(self.run_id), key, dumps(value))
+        with self._store():
+            self.rt.redis.hset(self.rt.keys.store(self.run_id), key, dumps(value))
 
     async def store_delete(self, keys: list[str] | None) -> None:
         store = self.rt.keys.store(self.run_id)
-        if keys is None:
-            self.rt.redis.delete(store)
-        elif keys:
-            self.rt.redis.hdel(store, *keys)
+        with self._store():
+            if keys is None:
+                self.rt.redis.delete(store)
+            elif keys:
+                self.rt.redis.hdel(store, *keys)
 
     @asynccontextmanager
     async def store_edit(self, inv: Invocation, call_id: str) -> AsyncIterator[StoreEdit]:
@@ -143,7 +162,10 @@ class RedisBackend:
         k = self.rt.keys
         lock, token = k.state_lock(self.run_id), uuid.uuid4().hex
         pause = 0.002
-        while not self.rt.redis.set(lock, token, nx=True, px=int(STATE_LOCK_SECONDS * 1000)):
+        while True:
+            with self._store():
+                if self.rt.redis.set(lock, token, nx=True, px=int(STATE_LOCK_SECONDS * 1000)):
+                    break
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
         committed = False
@@ -154,18 +176,19 @@ class RedisBackend:
             nonlocal committed
             entry = JournalEntry.ok(before)
             pairs = [x for key, data in changed.items() for x in (key, dumps(data))]
-            done = self.rt.script("EDIT")(
-                keys=[lock, k.store(self.run_id), k.journal(self.run_id, inv.id)],
-                args=[
-                    token,
-                    call_id,
-                    entry.to_json(),
-                    self.rt.settings.retention_seconds,
-                    len(removed),
-                    *removed,
-                    *pairs,
-                ],
-            )
+            with self._store():
+                done = self.rt.script("EDIT")(
+                    keys=[lock, k.store(self.run_id), k.journal(self.run_id, inv.id)],
+                    args=[
+                        token,
+                        call_id,
+                        entry.to_json(),
+                        self.rt.settings.retention_seconds,
+                        len(removed),
+                        *removed,
+                        *pairs,
+                    ],
+                )
             if not int(done):
                 raise RunError(
                     f"run {self.run_id}: an edit_state block held the state lock over "
@@ -178,4 +201,5 @@ class RedisBackend:
             yield StoreEdit(dict(before), commit)
         finally:
             if not committed:
-                self.rt.script("UNLOCK")(keys=[lock], args=[token])
+                with self._store():
+                    self.rt.script("UNLOCK")(keys=[lock], args=[token])

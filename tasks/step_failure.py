@@ -45,9 +45,15 @@ def failed(
         elif isinstance(command, core.FailRun):
             failure = command.error
     attempt = _attempt(d, outcome.error, retried)
-    hop.commit(attempt.span)
-    if failure is not None:
-        runs.fail_run(d.rt, d.run_id, failure, parent=parent)
+    if failure is None:
+        hop.commit(attempt.span)
+        return attempt
+    # the message is finished only once the run has ended: a crash or a store error in
+    # between leaves a redelivery (the step fails again), never a live run with nothing left
+    # in flight
+    hop.commit(attempt.span, finish=False)
+    runs.fail_run(d.rt, d.run_id, failure, parent=parent)
+    finish_message(d)
     return attempt
 
 

@@ -122,14 +122,16 @@ class Hop:
         """The invocation is finished: remember what it sent, so a redelivery resends it."""
         self.pipe.hset(self.rt.keys.done(self.run_id), inv_id, dump_messages(self.messages))
 
-    def commit(self, span: Span | None = None) -> list[Any]:
-        """Send it all, with the delivery's span; the replies of the pipeline's commands."""
+    def commit(self, span: Span | None = None, finish: bool = True) -> list[Any]:
+        """Send it all, with the delivery's span; the replies of the pipeline's commands.
+        ``finish=False``: the message stays in flight (the caller finishes it later)."""
         if span is not None:
             write_span(self.rt, self.pipe, span)
         # the message is finished last: if Redis loses the tail of this round trip (a crash
         # under AOF everysec), a message still in flight is delivered again and resends
         self.rt.send(self.messages, self.pipe)
-        self.rt.finished(self.pipe, self.run_id, self.task_id)
+        if finish:
+            self.rt.finished(self.pipe, self.run_id, self.task_id)
         replies = list(self.pipe.execute())
         if self.messages or self.rings:  # the relays' bell, after the write (``Runtime.ring``)
             self.rt.ring(self.rt.redis, self.rt.keys.bucket_of(self.run_id))

@@ -91,6 +91,8 @@ class StepTask:
         loaded = set(state.journal)
         backend = RedisBackend(d.rt, d.run_id, state.root, d.cls)
         outcome = d.rt.run(execute(workflow, d.step, Context(backend, inv), inv))
+        if backend.store_error is not None:  # nothing written yet: the message comes back
+            raise backend.store_error
         hop = effects_hop(d, backend, inv)
         if isinstance(outcome, Completed):
             return completed(d, hop, inv, outcome, state)

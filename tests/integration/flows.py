@@ -560,3 +560,19 @@ class NeedsArgs(Workflow):
     @step
     async def main(self, ev: Label) -> StopEvent:
         return StopEvent(result=self.llm)
+
+
+class StoreOnSignal(Workflow):
+    """Writes its store once the test says so (``<label>.go``), after saying it waits: a test
+    can break the store in between."""
+
+    queue = "itest"
+
+    @step
+    async def go(self, ctx: Context, ev: Label) -> StopEvent:
+        base = _effects_dir()
+        (base / f"{ev.label}.waiting").touch()
+        while not (base / f"{ev.label}.go").exists():
+            await asyncio.sleep(0.02)
+        await ctx.store.set("seen", ev.label)
+        return StopEvent(result=await ctx.store.get("seen"))

@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from app.client import Client, RunHandle
-from tests.harness import RedisServer, Worker, eventually, worker_env
+from tasks.protocol import SpanKind, SpanOutcome
+from tests.harness import RedisServer, StartWorker, Worker, eventually, worker_env
 
 EXPECTED_CRASH_SUM = sum(i * 10 + k for i in range(4) for k in range(3))
 
@@ -123,3 +125,23 @@ def test_a_message_lost_by_the_broker_is_resent_by_the_reaper(
     finally:
         worker.stop()
     assert "resending 1 lost message" in worker.log.read_text()
+
+
+def test_a_store_error_under_a_steps_own_store_call_brings_the_step_back_not_a_failure(
+    isolated_client: Client, isolated_workers: StartWorker, testdir: Path
+) -> None:
+    """Redis failing under Baton's own call from a step's code (here ``ctx.store.set`` finds
+    its key of the wrong type) is the store failing, not the step: nothing is written, the
+    message comes back, and the step runs again once the store answers."""
+    worker = isolated_workers("itest", "storeerr")
+    rt, label = isolated_client.runtime, f"se{uuid.uuid4().hex[:6]}"
+    handle = isolated_client.submit("StoreOnSignal", label=label)
+    eventually(lambda: (testdir / "effects" / f"{label}.waiting").exists(), timeout=30)
+    store = rt.keys.store(handle.run_id)
+    rt.redis.set(store, "not a hash")  # the step's HSET fails: WRONGTYPE
+    (testdir / "effects" / f"{label}.go").touch()
+    eventually(lambda: "WRONGTYPE" in worker.log.read_text(), timeout=30, what="the store error")
+    rt.redis.delete(store)  # the store answers again
+    assert handle.result(timeout=60) == label
+    outcomes = [s.outcome for s in handle.spans() if s.kind is SpanKind.STEP]
+    assert SpanOutcome.FAILED not in outcomes, outcomes
