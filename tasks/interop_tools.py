@@ -231,7 +231,7 @@ def _retry(
     claim = rt.redis.register_script(CLAIM)
     claim(keys=[inflight], args=[t.task_id, writes.to_json()])
     if not delay:  # pushed at once: tell the relays (a cluster), after the write
-        rt.ring(rt.redis, rt.keys.bucket_of(t.run))
+        rt.ring(rt.keys.bucket_of(t.run))
 
 
 def _span(

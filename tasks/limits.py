@@ -115,7 +115,7 @@ def take_permit(
     rt.redis.hset(inflight, message.task_id, record)
     runs_now = int(rt.script("TAKE")(keys=[k.concurrency_index(at)], args=args))
     rt.redis.hdel(inflight, message.task_id if runs_now else holder)
-    rt.ring(rt.redis, at)  # TAKE hands expired holders' permits on first
+    rt.ring(at)  # TAKE hands expired holders' permits on first
     return bool(runs_now)
 
 
@@ -134,4 +134,4 @@ def give_permit(rt: Runtime, who: Limited, n: int, lease_s: float, holder: str) 
         args=[k.concurrency(who.name, who.key, who.kind), n, repr(lease_s), holder],
     )
     if int(moved):
-        rt.ring(rt.redis, at)
+        rt.ring(at)

@@ -207,7 +207,7 @@ class Relay(threading.Thread):
                 raise
             r.delete(mine)
             if len(held) >= self.batch:
-                self.rt.ring(r, bucket)  # more may wait: come back at once
+                self.rt.ring(bucket)  # more may wait: come back at once
         self.holding.discard(bucket)
         self.published += len(held)
         return len(held)
@@ -278,7 +278,7 @@ class Relay(threading.Thread):
                 )
                 if int(returned):
                     back += int(returned)
-                    self.rt.ring(r, b)
+                    self.rt.ring(b)
             r.srem(k.relays(), name)
         if back:
             log.warning("outbox relay: %d entries of a dead relay put back on the outbox", back)

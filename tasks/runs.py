@@ -5,7 +5,6 @@ Shared by step tasks, tool tasks, the reaper and the client, so a run changes st
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -119,8 +118,7 @@ def create_run(
         return run_id, True
     created = submit_writes(rt, run_id, writes, idempotency_key)
     if created[1]:
-        with contextlib.suppress(redis.RedisError):  # a missed ring costs a relay sweep
-            rt.ring(rt.redis, bucket)
+        rt.ring(bucket)
     return created
 
 
@@ -278,7 +276,7 @@ def answer_call(
         keys.append(k.spans(span.run))
         args.append(span.to_json())
     unsent = rt.script("COMPLETE")(keys=keys, args=args)
-    rt.ring(rt.redis, k.bucket_of(address.run))  # the last answer pushed the resume
+    rt.ring(k.bucket_of(address.run))  # the last answer pushed the resume
     if unsent:  # parked by a Baton that did not frame resumes yet (a rolling upgrade)
         rt.send([Message.from_json(unsent)])
 

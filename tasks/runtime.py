@@ -8,6 +8,7 @@ two of them must never share a loop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -121,11 +122,13 @@ class Runtime:
             self._scripts[key] = ClusterScript(registered) if cluster else registered
         return self._scripts[key]
 
-    def ring(self, client: Any, *buckets: int) -> None:
-        """On a cluster, tell the relays which buckets' outboxes a write has filled (on
-        ``client``, once that write is done); else nothing."""
+    def ring(self, *buckets: int) -> None:
+        """On a cluster, tell the relays which buckets' outboxes a write has filled (once that
+        write is done); else nothing. Only a hint: a ring that fails (the bell's master away)
+        costs a relay sweep, never the write it follows."""
         if self.bell is not None and buckets:
-            client.lpush(self.bell, *sorted(set(buckets)))
+            with contextlib.suppress(redis.RedisError):
+                self.redis.lpush(self.bell, *sorted(set(buckets)))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine to completion: on the asyncio pool's shared loop when this task runs
@@ -170,7 +173,7 @@ class Runtime:
             own.execute()
             # after the write, never in it: on a cluster the bell may sit on another node, and
             # a relay it woke before the write landed would find the outbox empty
-            self.ring(self.redis, *(self.keys.bucket_of(m.run_id) for m in pushed))
+            self.ring(*(self.keys.bucket_of(m.run_id) for m in pushed))
 
     def finished(self, pipe: Any, run_id: str, task_id: str | None) -> None:
         """The task ``task_id`` of ``run_id`` is done with its message (on ``pipe``)."""

@@ -134,5 +134,5 @@ class Hop:
             self.rt.finished(self.pipe, self.run_id, self.task_id)
         replies = list(self.pipe.execute())
         if self.messages or self.rings:  # the relays' bell, after the write (``Runtime.ring``)
-            self.rt.ring(self.rt.redis, self.rt.keys.bucket_of(self.run_id))
+            self.rt.ring(self.rt.keys.bucket_of(self.run_id))
         return replies

@@ -137,7 +137,7 @@ class TimerPump(threading.Thread):
             for b in buckets:
                 script(keys=[key_of(b)], args=args, client=pipe)
             counts = [int(n) for n in pipe.execute()]
-        rt.ring(rt.redis, *(b for b, n in zip(buckets, counts, strict=True) if n))
+        rt.ring(*(b for b, n in zip(buckets, counts, strict=True) if n))
         return counts
 
     def stop(self) -> None:

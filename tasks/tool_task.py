@@ -310,7 +310,7 @@ def _report(
         rt.finished(pipe, args.run_id, task_id)
         pipe.execute()
         if not message.countdown:  # pushed at once, not held in the timer set
-            rt.ring(rt.redis, rt.keys.bucket_of(args.run_id))
+            rt.ring(rt.keys.bucket_of(args.run_id))
         return Attempt(span, error.traceback or "")
     span = clock.span(SpanOutcome.FAILED, error)
     entry = JournalEntry.error(error.to_info(attempt))
