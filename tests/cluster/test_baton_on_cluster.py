@@ -249,6 +249,7 @@ def _key_on(cluster: LocalRedisCluster, client: Client, master: Node, tag: str) 
     )
 
 
+@pytest.mark.long  # by `bash scripts/long.sh`: the default suite's time
 @pytest.mark.timeout(120)
 def test_a_client_submits_into_a_promoted_replicas_slots_at_the_first_try(
     disposable_cluster: LocalRedisCluster, cluster_rabbit: RabbitServer, tmp_path: Path
@@ -310,6 +311,7 @@ def test_the_reaper_restamps_waiting_messages_of_runs_in_many_buckets_in_one_swe
     assert all(after[t] > before[t] for t in before)  # every one restamped
 
 
+@pytest.mark.long  # by `bash scripts/long.sh`: the default suite's time
 def test_a_worker_with_another_bucket_count_than_the_clusters_runs_refuses_to_start(
     redis_cluster: LocalRedisCluster, cluster_rabbit: RabbitServer, tmp_path: Path
 ) -> None:
