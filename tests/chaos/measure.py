@@ -164,6 +164,8 @@ def excluded(rt: Runtime, key: str) -> bool:
         return True  # a live outbox relay's check-in: renewed, else expires
     if key == rt.keys.metrics():
         return True  # the metrics counters: bounded by names x outcomes x buckets, and kept
+    if rt.keys.buckets and key == rt.keys.bucket_count():
+        return True  # a cluster's bucket count, recorded by the first worker, for good
     return key == rt.keys.dead_letters() and ttl > 0  # the dead-letter list, if it expires
 
 
