@@ -64,10 +64,20 @@ class BatonCluster(RedisCluster):
         return pipe
 
 
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://host:port``)."""
+    return url.startswith(f"{CLUSTER_SCHEME}://")
+
+
+def node_url(url: str) -> str:
+    """A cluster URL as redis-py takes it: the plain ``redis://`` URL of its node."""
+    return "redis://" + url.removeprefix(f"{CLUSTER_SCHEME}://")
+
+
 def cluster_client(url: str, **options: Any) -> Any:
     """A Redis Cluster client from a ``redis+cluster://host:port`` URL (any node's address:
     it discovers the rest, and follows failovers)."""
-    plain = "redis://" + url.removeprefix(f"{CLUSTER_SCHEME}://")
+    plain = node_url(url)
     return BatonCluster.from_url(
         plain, decode_responses=True, policy_resolver=ScriptsByKey(), **options
     )

@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 import redis.asyncio
 
-from config.settings import CLUSTER_SCHEME
 from tasks import heartbeat
-from tasks.cluster import cluster_client, on_node
+from tasks.cluster import cluster_client, is_cluster_url, node_url, on_node
 from tasks.keys import Keys
 from tasks.protocol import (
     DeadLetter,
@@ -284,9 +283,9 @@ class AsyncLogReader:
         self._keys = rt.keys
         url = rt.settings.store_url
         self._redis: Any
-        if url.startswith(f"{CLUSTER_SCHEME}://"):
+        if is_cluster_url(url):
             self._redis = redis.asyncio.RedisCluster.from_url(
-                "redis://" + url.removeprefix(f"{CLUSTER_SCHEME}://"),
+                node_url(url),
                 max_connections=max_connections or rt.settings.redis_max_connections,
                 socket_timeout=10,
                 socket_connect_timeout=5,
@@ -436,7 +435,7 @@ def ping(url: str) -> None:
     The message never contains the URL (it may hold a password)."""
     client = (
         cluster_client(url, socket_connect_timeout=1, socket_timeout=2)
-        if url.startswith(f"{CLUSTER_SCHEME}://")
+        if is_cluster_url(url)
         else redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
     )
     try:

@@ -22,9 +22,8 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from config import Settings, Topology, load_topology
-from config.settings import CLUSTER_SCHEME
 from tasks import scripts
-from tasks.cluster import ClusterScript, cluster_client, on_node
+from tasks.cluster import ClusterScript, cluster_client, is_cluster_url, on_node
 from tasks.keys import Keys
 from tasks.loop import current_limit, current_loop
 from tasks.placement import Placement
@@ -187,7 +186,7 @@ def redis_client(url: str, max_connections: int = 1000) -> Any:
     Its pool blocks for a free connection instead of raising: an asyncio or threads worker has
     hundreds of tasks in flight, and redis-py's default pool raises ``MaxConnectionsError``
     past 100 connections, which would lose the answer of the task that hit it."""
-    if url.startswith(f"{CLUSTER_SCHEME}://"):
+    if is_cluster_url(url):
         return cluster_client(
             url,
             max_connections=max_connections,
@@ -213,7 +212,7 @@ def redis_client(url: str, max_connections: int = 1000) -> Any:
 def bounded_client(url: str, timeout: float) -> Any:
     """A Redis client that gives up after ``timeout`` seconds at every step (waiting for a
     connection, connecting, reading a reply) and never retries by itself."""
-    if url.startswith(f"{CLUSTER_SCHEME}://"):
+    if is_cluster_url(url):
         return cluster_client(
             url,
             socket_timeout=timeout,

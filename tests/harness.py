@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -211,6 +212,18 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+@contextmanager
+def running_redis(workdir: Path, appendfsync: str = "always") -> Iterator[RedisServer]:
+    """A redis-server of our own in ``workdir`` (made here) for the ``with`` block."""
+    server = RedisServer(workdir, appendfsync=appendfsync)
+    server.dir.mkdir()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def stop_group(proc: subprocess.Popen[bytes] | None) -> None:

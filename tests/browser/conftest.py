@@ -24,6 +24,7 @@ from tests.harness import (
     RedisServer,
     Worker,
     eventually,
+    running_redis,
     worker_env,
 )
 
@@ -53,11 +54,8 @@ def browser_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def redis_server(browser_dir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(browser_dir / "redis")
-    server.dir.mkdir()
-    server.start()
-    yield server
-    server.stop()
+    with running_redis(browser_dir / "redis") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from tests.harness import (
     StartWorker,
     Worker,
     private_client,
+    running_redis,
     worker_env,
 )
 
@@ -34,11 +35,8 @@ def testdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def redis_server(testdir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(testdir / "redis")
-    server.dir.mkdir()
-    server.start()
-    yield server
-    server.stop()
+    with running_redis(testdir / "redis") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

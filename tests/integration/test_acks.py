@@ -14,18 +14,15 @@ from kombu import Connection
 from kombu.transport import virtual
 
 from tasks.acks import AckBatcher
-from tests.harness import RedisServer
+from tests.harness import RedisServer, running_redis
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.dir.mkdir()
-    server.start()
-    yield server
-    server.stop()
+    with running_redis(tmp_path / "redis") as server:
+        yield server
 
 
 def take(conn: Connection, n: int) -> tuple[Any, list[str]]:

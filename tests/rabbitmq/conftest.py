@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import ROOT, RedisServer, Worker
+from tests.harness import ROOT, RedisServer, Worker, running_redis
 from tests.rabbit import RabbitServer, running_rabbit
 
 StartRabbitWorker = Callable[..., Worker]  # start(queue, arguments=None) -> a ready worker
@@ -37,11 +37,8 @@ def rabbit(rabbit_dir: Path) -> Iterator[RabbitServer]:
 @pytest.fixture(scope="session")
 def rabbit_redis(rabbit_dir: Path) -> Iterator[RedisServer]:
     """The result backend and the tasks' tally lists."""
-    server = RedisServer(rabbit_dir / "redis", appendfsync="everysec")
-    server.dir.mkdir()
-    server.start()
-    yield server
-    server.stop()
+    with running_redis(rabbit_dir / "redis", appendfsync="everysec") as server:
+        yield server
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from config import Settings
 from tasks.protocol import OutboxEntry
 from tasks.relay import ALIVE_TTL
 from tests.flower import Flower
-from tests.harness import TEST_IMPORTS, RedisServer, Worker, eventually, worker_env
+from tests.harness import TEST_IMPORTS, RedisServer, Worker, eventually, running_redis, worker_env
 from tests.integration.test_examples_both_runtimes import (
     CASES,
     _plain,
@@ -39,11 +39,8 @@ QUEUES = ["baton", "tools", "analysis", "itest", "llm"]
 
 @pytest.fixture(scope="module")
 def state(rabbit_dir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(rabbit_dir / f"state-{uuid.uuid4().hex[:6]}")
-    server.dir.mkdir()
-    server.start()
-    yield server
-    server.stop()
+    with running_redis(rabbit_dir / f"state-{uuid.uuid4().hex[:6]}") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
